@@ -1,0 +1,1 @@
+"""ONNX export and TensorFlow-free inference for the trained classifier."""

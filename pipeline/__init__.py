@@ -1,0 +1,1 @@
+"""Prefect flows that run the sgan pipeline end to end."""

@@ -1,0 +1,1 @@
+"""Semi-supervised GAN classifier training (Odena 2016; Salimans et al. 2016)."""

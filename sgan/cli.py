@@ -1,0 +1,136 @@
+"""The `sgan` command line. User errors print one line and exit 2; no tracebacks for bad input."""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from sgan import atomic, data
+from sgan.errors import UserError
+
+EXIT_USER_ERROR = 2
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no {what} here ({'run `sgan prepare` first' if what == 'manifest' else 'train first'})") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from None
+
+
+def cmd_prepare(args):
+    from sgan.download import download_mnist
+
+    source = args.data if args.data else download_mnist(args.download_dir)
+    dataset = data.load(source)
+    labeled = data.choose_labeled(dataset.y_train, args.labels, dataset.num_classes, args.seed)
+    manifest = data.manifest(dataset, labeled, args.seed)
+    path = args.run_dir / "manifest.json"
+    if path.exists() and (args.run_dir / "checkpoints").exists() and _read_json(path, "manifest") != manifest:
+        raise UserError(f"{args.run_dir}: holds checkpoints trained on another labeled subset; use a new --run-dir")
+    atomic.write_json(path, manifest)
+    print(f"{len(dataset.x_train)} training / {len(dataset.x_test)} test images {dataset.image_shape}, "
+          f"{dataset.num_classes} classes; {args.labels} labeled ({manifest['per_class'][0]} per class, seed {args.seed})")
+    print(f"manifest: {path}")
+
+
+def _load_run(run_dir: Path):
+    manifest = _read_json(run_dir / "manifest.json", "manifest")
+    return manifest, data.load_for_manifest(manifest)
+
+
+def cmd_train(args):
+    from sgan import config, distributed
+    from sgan.train import train
+
+    manifest, dataset = _load_run(args.run_dir)
+    cfg = config.preset(args.preset, seed=manifest["seed"], iterations=args.iterations, batch_size=args.batch_size,
+                        checkpoint_every=args.checkpoint_every, eval_every=args.eval_every)
+    train(cfg, dataset, np.asarray(manifest["indices"]), args.run_dir, distributed.init())
+    print(f"trained {cfg.iterations} iterations; models and checkpoints in {args.run_dir}")
+
+
+def cmd_evaluate(args):
+    import keras
+
+    from sgan import evaluate
+    from sgan.baseline import train_baseline
+    from sgan.config import TrainConfig
+
+    manifest, dataset = _load_run(args.run_dir)
+    trained = _read_json(args.run_dir / "config.json", "training config")
+    cfg = TrainConfig(**{k: v for k, v in trained.items() if k != "workers"})
+    try:
+        generator = keras.models.load_model(args.run_dir / "generator.keras")
+        discriminator = keras.models.load_model(args.run_dir / "discriminator.keras")
+    except (OSError, ValueError) as e:
+        raise UserError(f"{args.run_dir}: cannot load the trained models ({e}); train first") from None
+
+    labeled = np.asarray(manifest["indices"])
+    metrics = evaluate.classification_metrics(discriminator, dataset)
+    if not args.no_baseline:
+        baseline = train_baseline(cfg, dataset, labeled)
+        metrics["baseline_test_accuracy"] = evaluate.accuracy(baseline, dataset.x_test, dataset.y_test)
+    metrics.update(labels=manifest["labels"], seed=manifest["seed"], iterations=cfg.iterations,
+                   dataset_sha256=manifest["dataset"]["sha256"])
+
+    evaluate.plot_confusion_matrix(metrics["confusion_matrix"], args.run_dir / "confusion_matrix.png")
+    atomic.write_json(args.run_dir / "confusion_matrix.json", metrics["confusion_matrix"])
+    evaluate.plot_samples(generator, cfg.z_dim, cfg.seed, args.run_dir / "samples.png")
+    history = evaluate.load_history(args.run_dir)
+    if history:
+        evaluate.plot_learning_curves(history, args.run_dir / "learning_curves.png")
+    atomic.write_json(args.run_dir / "metrics.json", metrics)
+
+    baseline_text = f", supervised-only baseline {metrics['baseline_test_accuracy']:.2%}" if not args.no_baseline else ""
+    print(f"test accuracy {metrics['test_accuracy']:.2%} with {manifest['labels']} labels{baseline_text}")
+    print(f"metrics: {args.run_dir / 'metrics.json'}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sgan", description="Semi-supervised GAN classifier from few labels.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    prepare = commands.add_parser("prepare", help="validate a dataset and choose the labeled subset")
+    prepare.add_argument("--data", type=Path, help="folder of MNIST-format IDX files (gzip or raw) or an .npz file "
+                                                     "with x_train, y_train, x_test, y_test; default: download MNIST")
+    prepare.add_argument("--download-dir", type=Path, default=Path.home() / ".cache" / "sgan" / "mnist")
+    prepare.add_argument("--labels", type=int, default=100, help="labeled examples, balanced over classes")
+    prepare.add_argument("--seed", type=int, default=0, help="fixes the labeled subset, weights and data order")
+    prepare.add_argument("--run-dir", type=Path, required=True)
+    prepare.set_defaults(func=cmd_prepare)
+
+    train = commands.add_parser("train", help="train the SGAN (resumes from the latest checkpoint)")
+    train.add_argument("--run-dir", type=Path, required=True)
+    train.add_argument("--preset", default="seed")
+    train.add_argument("--iterations", type=int)
+    train.add_argument("--batch-size", type=int, help="per worker")
+    train.add_argument("--checkpoint-every", type=int)
+    train.add_argument("--eval-every", type=int)
+    train.set_defaults(func=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="metrics, baseline, confusion matrix and sample images")
+    evaluate.add_argument("--run-dir", type=Path, required=True)
+    evaluate.add_argument("--no-baseline", action="store_true", help="skip the supervised-only baseline")
+    evaluate.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except UserError as e:
+        print(f"sgan: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

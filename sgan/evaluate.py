@@ -1,0 +1,93 @@
+"""Evaluation: test accuracy, per-class accuracy, confusion matrix, sample grid, learning curves."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from sgan import atomic, data
+
+
+def predict_classes(discriminator, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    predictions = [
+        tf.argmax(discriminator(batch, training=False), axis=-1).numpy() for batch in data.test_batches(images, batch_size)
+    ]
+    return np.concatenate(predictions)
+
+
+def accuracy(discriminator, images: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(predict_classes(discriminator, images) == labels))
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """Rows are true classes, columns predicted classes."""
+    return np.bincount(labels * num_classes + predictions, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def classification_metrics(discriminator, dataset: data.Dataset) -> dict:
+    predictions = predict_classes(discriminator, dataset.x_test)
+    matrix = confusion_matrix(dataset.y_test, predictions, dataset.num_classes)
+    per_class = np.diag(matrix) / np.maximum(matrix.sum(axis=1), 1)
+    return {
+        "test_accuracy": float(np.mean(predictions == dataset.y_test)),
+        "per_class_accuracy": per_class.round(6).tolist(),
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def plot_confusion_matrix(matrix, path):
+    import matplotlib.pyplot as plt
+
+    matrix = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax)
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
+                color="white" if count > matrix.max() / 2 else "black")
+    ax.set(xlabel="predicted class", ylabel="true class", title="Confusion matrix (test set)",
+           xticks=range(len(matrix)), yticks=range(len(matrix)))
+    _save_figure(fig, path)
+
+
+def plot_samples(generator, z_dim: int, seed: int, path, rows: int = 10):
+    """A rows x rows grid of generated images from fixed noise."""
+    import matplotlib.pyplot as plt
+
+    z = np.random.default_rng(seed).standard_normal((rows * rows, z_dim)).astype(np.float32)
+    images = (generator(z, training=False).numpy() + 1.0) / 2.0
+    fig, axes = plt.subplots(rows, rows, figsize=(rows, rows))
+    for image, ax in zip(images, axes.flat):
+        ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+        ax.axis("off")
+    fig.suptitle("Generated samples")
+    _save_figure(fig, path)
+
+
+def plot_learning_curves(history: list, path):
+    import matplotlib.pyplot as plt
+
+    fig, (losses, accuracy_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    steps = [r["step"] for r in history]
+    for name in ("supervised", "unsupervised", "generator"):
+        losses.plot(steps, [r[name] for r in history], label=name)
+    losses.set(xlabel="iteration", ylabel="loss", title="Losses")
+    losses.legend()
+    evaluated = [r for r in history if "test_accuracy" in r]
+    accuracy_ax.plot([r["step"] for r in evaluated], [r["test_accuracy"] for r in evaluated], marker="o")
+    accuracy_ax.set(xlabel="iteration", ylabel="test accuracy", title="Test accuracy (monitoring only)")
+    _save_figure(fig, path)
+
+
+def _save_figure(fig, path):
+    import matplotlib.pyplot as plt
+
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
+    plt.close(fig)
+
+
+def load_history(run_dir) -> list:
+    path = Path(run_dir) / "history.json"
+    return json.loads(path.read_text()) if path.exists() else []

@@ -1,0 +1,23 @@
+"""The three SGAN losses, written on logits in their stable log-sum-exp forms.
+
+With L = logsumexp(l) and D(x) = sigmoid(L):  -log D(x) = softplus(-L)  and  -log(1 - D(x)) = softplus(L).
+"""
+
+import tensorflow as tf
+
+
+def supervised_loss(labels, logits):
+    """Cross-entropy of the softmax head on labeled examples."""
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+def unsupervised_loss(real_logits, fake_logits):
+    """Binary cross-entropy of the real/fake head: real images target 1, generated images target 0."""
+    real = tf.reduce_mean(tf.nn.softplus(-tf.reduce_logsumexp(real_logits, axis=-1)))
+    fake = tf.reduce_mean(tf.nn.softplus(tf.reduce_logsumexp(fake_logits, axis=-1)))
+    return 0.5 * (real + fake)
+
+
+def generator_loss(fake_logits):
+    """Non-saturating generator loss: -log D(G(z)), i.e. generated images labeled real."""
+    return tf.reduce_mean(tf.nn.softplus(-tf.reduce_logsumexp(fake_logits, axis=-1)))

@@ -1,0 +1,53 @@
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sgan import idx
+
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+def synthetic_images(labels: np.ndarray, shape=(28, 28, 1), seed=0) -> np.ndarray:
+    """Learnable images: class k lights up a band of rows at a class-specific position, plus noise."""
+    rng = np.random.default_rng(seed)
+    height = shape[0]
+    images = rng.integers(0, 60, size=(len(labels), *shape), dtype=np.int64)
+    band = height // 10
+    for i, k in enumerate(labels):
+        images[i, k * band : (k + 1) * band] += 180
+    return np.clip(images, 0, 255).astype(np.uint8)
+
+
+def write_idx_dataset(folder: Path, n_train=200, n_test=100, num_classes=10, compress=True, seed=0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    y_train = np.arange(n_train) % num_classes
+    y_test = np.arange(n_test) % num_classes
+    arrays = {
+        "train-images-idx3-ubyte": synthetic_images(y_train, seed=seed)[..., 0],
+        "train-labels-idx1-ubyte": y_train,
+        "t10k-images-idx3-ubyte": synthetic_images(y_test, seed=seed + 1)[..., 0],
+        "t10k-labels-idx1-ubyte": y_test,
+    }
+    for name, array in arrays.items():
+        payload = idx.encode(array)
+        if compress:
+            (folder / f"{name}.gz").write_bytes(gzip.compress(payload))
+        else:
+            (folder / name).write_bytes(payload)
+    return folder
+
+
+@pytest.fixture
+def idx_dir(tmp_path) -> Path:
+    return write_idx_dataset(tmp_path / "data")
+
+
+@pytest.fixture
+def rgb_npz(tmp_path) -> Path:
+    y_train, y_test = np.arange(120) % 10, np.arange(50) % 10
+    path = tmp_path / "rgb.npz"
+    np.savez(path, x_train=synthetic_images(y_train, (32, 32, 3)), y_train=y_train,
+             x_test=synthetic_images(y_test, (32, 32, 3), seed=1), y_test=y_test)
+    return path

@@ -1,0 +1,71 @@
+"""The `sgan` command as a user runs it: real processes, exit codes, files."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import write_idx_dataset
+
+
+def sgan(*args, cwd=None):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "sgan.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=600)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "corrupt-gzip", "bad-magic"])
+def test_damaged_idx_file_exits_2_with_one_line_and_writes_nothing(tmp_path, damage):
+    folder = write_idx_dataset(tmp_path / "data")
+    target = folder / "train-images-idx3-ubyte.gz"
+    payload = target.read_bytes()
+    if damage == "truncate":
+        target.write_bytes(payload[: len(payload) // 2])
+    elif damage == "corrupt-gzip":
+        target.write_bytes(payload[:20] + bytes(len(payload) - 20))
+    else:
+        import gzip
+
+        raw = gzip.decompress(payload)
+        target.write_bytes(gzip.compress(b"\x01\x02" + raw[2:]))
+    result = sgan("prepare", "--data", folder, "--labels", 20, "--run-dir", tmp_path / "run")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(target) in lines[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_user_errors_exit_2(tmp_path):
+    folder = write_idx_dataset(tmp_path / "data")
+    result = sgan("prepare", "--data", folder, "--labels", 15, "--run-dir", tmp_path / "run")
+    assert result.returncode == 2 and "labels=15 must be a positive multiple" in result.stderr
+    result = sgan("train", "--run-dir", tmp_path / "nothing")
+    assert result.returncode == 2 and "no manifest here (run `sgan prepare` first)" in result.stderr
+    assert sgan("train").returncode == 2  # argparse: --run-dir is required
+
+
+def test_prepare_train_evaluate_end_to_end(tmp_path):
+    folder = write_idx_dataset(tmp_path / "data")
+    run = tmp_path / "run"
+    assert sgan("prepare", "--data", folder, "--labels", 20, "--seed", 3, "--run-dir", run).returncode == 0
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["labels"] == 20 and manifest["seed"] == 3 and len(manifest["dataset"]["sha256"]) == 4
+
+    result = sgan("train", "--run-dir", run, "--iterations", 40, "--batch-size", 16, "--checkpoint-every", 20,
+                  "--eval-every", 20)
+    assert result.returncode == 0, result.stderr
+    for name in ("generator.keras", "discriminator.keras", "config.json", "history.json", "checkpoints/ckpt-40.index"):
+        assert (run / name).exists(), name
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+
+    result = sgan("evaluate", "--run-dir", run)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and 0.0 <= metrics["baseline_test_accuracy"] <= 1.0
+    assert len(metrics["per_class_accuracy"]) == 10
+    assert sum(map(sum, metrics["confusion_matrix"])) == 100
+    for picture in ("confusion_matrix.png", "samples.png", "learning_curves.png"):
+        assert (run / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"test accuracy {metrics['test_accuracy']:.2%}" in result.stdout

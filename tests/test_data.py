@@ -1,0 +1,144 @@
+import gzip
+import hashlib
+
+import numpy as np
+import pytest
+
+from conftest import write_idx_dataset
+from sgan import data, idx
+from sgan.errors import UserError
+
+
+def test_load_idx_folder(idx_dir):
+    dataset = data.load(idx_dir)
+    assert dataset.x_train.shape == (200, 28, 28, 1) and dataset.x_test.shape == (100, 28, 28, 1)
+    assert dataset.x_train.dtype == np.uint8 and dataset.num_classes == 10
+    content = gzip.decompress((idx_dir / "train-labels-idx1-ubyte.gz").read_bytes())
+    assert dataset.checksums["train-labels-idx1-ubyte"] == hashlib.sha256(content).hexdigest()
+
+
+def test_raw_and_gzip_give_same_checksums(tmp_path):
+    raw = data.load(write_idx_dataset(tmp_path / "raw", compress=False))
+    gz = data.load(write_idx_dataset(tmp_path / "gz", compress=True))
+    assert raw.checksums == gz.checksums
+
+
+def test_load_npz_rgb(rgb_npz):
+    dataset = data.load(rgb_npz)
+    assert dataset.image_shape == (32, 32, 3) and dataset.num_classes == 10
+    assert set(dataset.checksums) == {"rgb.npz"}
+
+
+def _replace(folder, name, array):
+    (folder / f"{name}.gz").write_bytes(gzip.compress(idx.encode(array)))
+
+
+def test_label_count_mismatch(idx_dir):
+    _replace(idx_dir, "train-labels-idx1-ubyte", np.arange(150) % 10)
+    with pytest.raises(UserError, match=r"train-labels-idx1-ubyte\.gz: 150 labels for 200 images"):
+        data.load(idx_dir)
+
+
+def test_test_label_out_of_range(idx_dir):
+    _replace(idx_dir, "t10k-labels-idx1-ubyte", np.full(100, 12))
+    with pytest.raises(UserError, match=r"t10k-labels-idx1-ubyte\.gz: label 12 out of range \(training labels are 0\.\.9\)"):
+        data.load(idx_dir)
+
+
+def test_class_without_examples(idx_dir):
+    labels = np.arange(200) % 10
+    labels[labels == 3] = 4
+    _replace(idx_dir, "train-labels-idx1-ubyte", labels)
+    with pytest.raises(UserError, match="class 3 has no examples"):
+        data.load(idx_dir)
+
+
+def test_image_shapes_disagree(idx_dir):
+    _replace(idx_dir, "t10k-images-idx3-ubyte", np.zeros((100, 32, 32), np.uint8))
+    with pytest.raises(UserError, match=r"test images are \(32, 32, 1\), training images \(28, 28, 1\)"):
+        data.load(idx_dir)
+
+
+def test_missing_file(idx_dir):
+    (idx_dir / "t10k-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(UserError, match="missing t10k-images-idx3-ubyte.gz"):
+        data.load(idx_dir)
+
+
+def test_sha256sums_mismatch(idx_dir):
+    (idx_dir / "SHA256SUMS").write_text("0" * 64 + "  train-images-idx3-ubyte\n")
+    with pytest.raises(UserError, match=r"train-images-idx3-ubyte\.gz: SHA-256 of the content does not match"):
+        data.load(idx_dir)
+
+
+def test_npz_missing_array_and_bad_dtype(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=np.zeros((4, 8, 8), np.uint8), y_train=np.arange(4) % 2)
+    with pytest.raises(UserError, match="missing arrays x_test, y_test"):
+        data.load(path)
+    np.savez(path, x_train=np.zeros((4, 8, 8)), y_train=np.arange(4) % 2, x_test=np.zeros((2, 8, 8)), y_test=[0, 1])
+    with pytest.raises(UserError, match="x_train has dtype float64; images must be uint8"):
+        data.load(path)
+
+
+def test_not_a_dataset(tmp_path):
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(UserError, match="not a folder of IDX files or an .npz file"):
+        data.load(tmp_path / "x.txt")
+
+
+def test_labeled_subset_is_balanced_and_reproducible():
+    y = np.random.default_rng(1).integers(0, 10, size=5000)
+    chosen = data.choose_labeled(y, 100, 10, seed=7)
+    assert len(chosen) == 100 and len(set(chosen)) == 100
+    assert np.bincount(y[chosen], minlength=10).tolist() == [10] * 10
+    np.testing.assert_array_equal(chosen, data.choose_labeled(y, 100, 10, seed=7))
+    assert not np.array_equal(chosen, data.choose_labeled(y, 100, 10, seed=8))
+
+
+def test_labeled_subset_errors():
+    y = np.arange(50) % 10
+    with pytest.raises(UserError, match="labels=15 must be a positive multiple of the number of classes"):
+        data.choose_labeled(y, 15, 10, 0)
+    with pytest.raises(UserError, match="labels=100 needs 10 examples of class 0, the data has 5"):
+        data.choose_labeled(y, 100, 10, 0)
+
+
+def test_manifest_records_subset_and_checksums(idx_dir):
+    dataset = data.load(idx_dir)
+    chosen = data.choose_labeled(dataset.y_train, 20, 10, seed=3)
+    manifest = data.manifest(dataset, chosen, seed=3)
+    assert manifest["indices"] == chosen.tolist() and manifest["per_class"] == [2] * 10
+    assert manifest["seed"] == 3 and manifest["dataset"]["sha256"] == dataset.checksums
+    assert data.load_for_manifest(manifest).checksums == dataset.checksums
+    _replace(idx_dir, "t10k-labels-idx1-ubyte", np.arange(100)[::-1] % 10)
+    with pytest.raises(UserError, match="the data changed since the manifest was written"):
+        data.load_for_manifest(manifest)
+
+
+def _take(iterator, k):
+    return [next(iterator) for _ in range(k)]
+
+
+def test_batch_order_resumes_and_covers_each_epoch():
+    full = _take(data.batch_indices(50, 10, seed=1, stream=0), 12)
+    resumed = _take(data.batch_indices(50, 10, seed=1, stream=0, start_step=7), 5)
+    for a, b in zip(full[7:], resumed):
+        np.testing.assert_array_equal(a, b)
+    first_epoch = np.concatenate(full[:5])
+    assert sorted(first_epoch) == list(range(50))
+    assert not np.array_equal(first_epoch, np.concatenate(full[5:10]))  # reshuffled each epoch
+
+
+def test_workers_take_disjoint_slices_of_the_global_batch():
+    single = _take(data.batch_indices(60, 8, seed=2, stream=1), 6)
+    workers = [_take(data.batch_indices(60, 4, seed=2, stream=1, rank=r, size=2), 6) for r in range(2)]
+    for step in range(6):
+        np.testing.assert_array_equal(np.concatenate([workers[0][step], workers[1][step]]), single[step])
+
+
+def test_tf_batches_are_scaled(idx_dir):
+    dataset = data.load(idx_dir)
+    x, y = next(iter(data.batches(dataset.x_train, dataset.y_train, 16, seed=0, stream=0)))
+    assert x.shape == (16, 28, 28, 1) and x.dtype.name == "float32" and y.shape == (16,)
+    assert -1.0 <= float(np.min(x)) and float(np.max(x)) <= 1.0

@@ -1,0 +1,68 @@
+from decimal import Decimal, getcontext
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sgan import losses
+from sgan.errors import UserError
+from sgan.models import build_discriminator, build_generator, class_probabilities, real_probability
+
+
+@pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
+def test_output_shapes(shape):
+    generator = build_generator(100, shape)
+    discriminator = build_discriminator(shape, 10)
+    images = generator(tf.random.normal((4, 100)))
+    assert images.shape == (4, *shape)
+    assert float(tf.reduce_min(images)) >= -1 and float(tf.reduce_max(images)) <= 1
+    assert discriminator(images).shape == (4, 10)
+
+
+def test_generator_rejects_sizes_not_divisible_by_4():
+    with pytest.raises(UserError, match="30x30 must be divisible by 4"):
+        build_generator(100, (30, 30, 1))
+
+
+LOGITS = np.array(
+    [[0.0] * 10, [100.0] + [0.0] * 9, [1000.0] * 10, [-1000.0] * 10, [-50.0, 30.0] + [-3.0] * 8, list(range(10))],
+    dtype=np.float64,
+)
+
+
+def _reference(logits):
+    """Z = sum exp(l) and D(x) = Z / (Z + 1), in 50-digit decimal arithmetic: no overflow, no shortcut."""
+    getcontext().prec = 50
+    z = [sum(Decimal(float(v)).exp() for v in row) for row in logits]
+    return z, [zi / (zi + 1) for zi in z]
+
+
+def test_real_probability_matches_high_precision_reference_without_overflow():
+    got = real_probability(tf.constant(LOGITS, tf.float32)).numpy()
+    _, d = _reference(LOGITS)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, np.array(d, dtype=np.float64), rtol=1e-6, atol=1e-30)
+    assert got[2] == 1.0 and got[3] == 0.0
+
+
+def test_class_probabilities_sum_to_one():
+    probabilities = class_probabilities(tf.constant(LOGITS, tf.float32)).numpy()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def _mean(values):
+    return float(sum(values) / len(values))
+
+
+@pytest.mark.parametrize("rows", [[0, 5], [1, 4], [2, 3]], ids=["moderate", "large", "huge"])
+def test_losses_equal_binary_cross_entropy_and_stay_finite(rows):
+    logits = LOGITS[rows]
+    z, d = _reference(logits)
+    minus_log_d = [((zi + 1) / zi).ln() for zi in z]  # -log D(x)
+    minus_log_not_d = [(zi + 1).ln() for zi in z]  # -log(1 - D(x))
+    as_tf = tf.constant(logits, tf.float32)
+    np.testing.assert_allclose(
+        losses.unsupervised_loss(as_tf, as_tf).numpy(), 0.5 * (_mean(minus_log_d) + _mean(minus_log_not_d)), rtol=1e-5
+    )
+    np.testing.assert_allclose(losses.generator_loss(as_tf).numpy(), _mean(minus_log_d), rtol=1e-5, atol=1e-7)
+    assert np.isfinite(losses.supervised_loss(tf.constant([0, 1]), as_tf).numpy())
