@@ -3,6 +3,7 @@
 import argparse
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -44,15 +45,53 @@ def _load_run(run_dir: Path):
     return manifest, data.load_for_manifest(manifest)
 
 
+# `sgan train` options that map onto TrainConfig fields (None: keep the preset's value).
+TRAIN_OPTIONS = {
+    "--iterations": dict(type=int),
+    "--batch-size": dict(type=int, help="per worker; the global batch is workers x this"),
+    "--checkpoint-every": dict(type=int),
+    "--eval-every": dict(type=int),
+    "--precision": dict(choices=["fp32", "bf16", "fp16", "auto"]),
+    "--scale-lr": dict(action="store_const", const=True, help="multiply the learning rate by the worker count"),
+    "--warmup-iterations": dict(type=int, help="reach the scaled learning rate over this many iterations"),
+}
+
+
+def _train_overrides(args) -> dict:
+    return {option[2:].replace("-", "_"): getattr(args, option[2:].replace("-", "_")) for option in TRAIN_OPTIONS}
+
+
 def cmd_train(args):
-    from sgan import config, distributed
-    from sgan.train import train
+    from sgan import config
 
     manifest, dataset = _load_run(args.run_dir)
-    cfg = config.preset(args.preset, seed=manifest["seed"], iterations=args.iterations, batch_size=args.batch_size,
-                        checkpoint_every=args.checkpoint_every, eval_every=args.eval_every)
-    train(cfg, dataset, np.asarray(manifest["indices"]), args.run_dir, distributed.init())
-    print(f"trained {cfg.iterations} iterations; models and checkpoints in {args.run_dir}")
+    cfg = config.preset(args.preset, seed=manifest["seed"], **_train_overrides(args))
+    if args.workers > 1 or args.hosts:
+        return _launch_workers(args)
+
+    from sgan import distributed
+    from sgan.train import train
+
+    dist = distributed.init()
+    train(cfg, dataset, np.asarray(manifest["indices"]), args.run_dir, dist)
+    if dist.is_chief:
+        print(f"trained {cfg.iterations} iterations; models and checkpoints in {args.run_dir}")
+
+
+def _launch_workers(args) -> int:
+    """Starts `horovodrun` with one `python -m sgan.train` per worker (after this process validated the run)."""
+    horovodrun = Path(sys.executable).with_name("horovodrun")
+    if not horovodrun.exists():
+        raise UserError("--workers and --hosts need Horovod (scripts/make-env.sh builds it)")
+    workers = args.workers if args.workers > 1 else sum(int(h.rpartition(":")[2] or 1) for h in args.hosts.split(","))
+    command = [str(horovodrun), "-np", str(workers), "--gloo"] + (["-H", args.hosts] if args.hosts else [])
+    command += [sys.executable, "-m", "sgan.train", "--run-dir", str(args.run_dir), "--preset", args.preset]
+    for option, value in zip(TRAIN_OPTIONS, _train_overrides(args).values()):
+        if value is True:
+            command.append(option)
+        elif value is not None:
+            command += [option, str(value)]
+    return subprocess.call(command)
 
 
 def cmd_evaluate(args):
@@ -64,7 +103,7 @@ def cmd_evaluate(args):
 
     manifest, dataset = _load_run(args.run_dir)
     trained = _read_json(args.run_dir / "config.json", "training config")
-    cfg = TrainConfig(**{k: v for k, v in trained.items() if k != "workers"})
+    cfg = TrainConfig(**trained)
     try:
         generator = keras.models.load_model(args.run_dir / "generator.keras")
         discriminator = keras.models.load_model(args.run_dir / "discriminator.keras")
@@ -108,10 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train the SGAN (resumes from the latest checkpoint)")
     train.add_argument("--run-dir", type=Path, required=True)
     train.add_argument("--preset", default="seed")
-    train.add_argument("--iterations", type=int)
-    train.add_argument("--batch-size", type=int, help="per worker")
-    train.add_argument("--checkpoint-every", type=int)
-    train.add_argument("--eval-every", type=int)
+    train.add_argument("--workers", type=int, default=1, help="launch this many Horovod workers (horovodrun)")
+    train.add_argument("--hosts", help="Horovod hosts with slots, e.g. node1:4,node2:4 (passed to horovodrun -H)")
+    for option, spec in TRAIN_OPTIONS.items():
+        train.add_argument(option, **spec)
     train.set_defaults(func=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="metrics, baseline, confusion matrix and sample images")
@@ -125,11 +164,10 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        return args.func(args) or 0
     except UserError as e:
         print(f"sgan: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
-    return 0
 
 
 if __name__ == "__main__":

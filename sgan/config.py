@@ -5,6 +5,9 @@ from dataclasses import dataclass
 
 from sgan.errors import UserError
 
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+POSITIVE = ("iterations", "batch_size", "learning_rate", "z_dim", "checkpoint_every", "log_every", "eval_every")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -17,12 +20,18 @@ class TrainConfig:
     checkpoint_every: int = 1000
     log_every: int = 50
     eval_every: int = 1000  # test accuracy to TensorBoard, for watching only: nothing is selected on it
+    precision: str = "fp32"  # fp32 | bf16 | fp16 | auto
+    scale_lr: bool = False  # multiply the learning rate by the worker count (Goyal et al. 2017)
+    warmup_iterations: int = 0  # ... reaching the scaled rate linearly over this many iterations
 
     def __post_init__(self):
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if field.name != "seed" and not value > 0:
-                raise UserError(f"{field.name}={value} must be positive")
+        for name in POSITIVE:
+            if not getattr(self, name) > 0:
+                raise UserError(f"{name}={getattr(self, name)} must be positive")
+        if self.warmup_iterations < 0:
+            raise UserError(f"warmup_iterations={self.warmup_iterations} must be >= 0")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"precision={self.precision!r} must be one of {', '.join(PRECISIONS)}")
         if not 0 <= self.beta_1 < 1:
             raise UserError(f"beta_1={self.beta_1} must be in [0, 1)")
 

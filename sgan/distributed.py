@@ -28,9 +28,9 @@ class Distribution:
         return self.hvd.grouped_allreduce(tensors, op=self.hvd.Average)
 
     def broadcast(self, variables: list):
-        """Copies rank 0's values into every worker's variables."""
+        """Copies rank 0's values into every worker's tf.Variables (a Keras variable's is `.value`)."""
         if self.size > 1:
-            self.hvd.broadcast_variables([getattr(v, "value", v) for v in variables], root_rank=0)
+            self.hvd.broadcast_variables(variables, root_rank=0)
 
     def allgather(self, tensor):
         """Concatenates each worker's tensor along the first axis, in rank order."""

@@ -13,7 +13,7 @@ from sgan.errors import UserError
 LEAK = 0.01
 
 
-def build_generator(z_dim: int, image_shape: tuple) -> keras.Model:
+def build_generator(z_dim: int, image_shape: tuple, dtype=None) -> keras.Model:
     """DCGAN-style generator: z -> (H/4, W/4, 256) -> two upsamplings by 2 -> tanh image."""
     height, width, channels = image_shape
     if height % 4 or width % 4:
@@ -21,35 +21,35 @@ def build_generator(z_dim: int, image_shape: tuple) -> keras.Model:
     return keras.Sequential(
         [
             keras.Input((z_dim,)),
-            layers.Dense(height // 4 * width // 4 * 256),
-            layers.Reshape((height // 4, width // 4, 256)),
-            layers.Conv2DTranspose(128, 3, strides=2, padding="same"),
-            layers.BatchNormalization(),
-            layers.LeakyReLU(LEAK),
-            layers.Conv2DTranspose(64, 3, strides=1, padding="same"),
-            layers.BatchNormalization(),
-            layers.LeakyReLU(LEAK),
-            layers.Conv2DTranspose(channels, 3, strides=2, padding="same", activation="tanh"),
+            layers.Dense(height // 4 * width // 4 * 256, dtype=dtype),
+            layers.Reshape((height // 4, width // 4, 256), dtype=dtype),
+            layers.Conv2DTranspose(128, 3, strides=2, padding="same", dtype=dtype),
+            layers.BatchNormalization(dtype=dtype),
+            layers.LeakyReLU(LEAK, dtype=dtype),
+            layers.Conv2DTranspose(64, 3, strides=1, padding="same", dtype=dtype),
+            layers.BatchNormalization(dtype=dtype),
+            layers.LeakyReLU(LEAK, dtype=dtype),
+            layers.Conv2DTranspose(channels, 3, strides=2, padding="same", activation="tanh", dtype=dtype),
         ],
         name="generator",
     )
 
 
-def build_discriminator(image_shape: tuple, num_classes: int, seed: int = 0) -> keras.Model:
-    """Three strided convolutions to K class logits (no activation: the heads work on logits)."""
+def build_discriminator(image_shape: tuple, num_classes: int, seed: int = 0, dtype=None) -> keras.Model:
+    """Three strided convolutions to K class logits, always float32 (no activation: the heads work on logits)."""
     return keras.Sequential(
         [
             keras.Input(image_shape),
-            layers.Conv2D(32, 3, strides=2, padding="same"),
-            layers.LeakyReLU(LEAK),
-            layers.Conv2D(64, 3, strides=2, padding="same"),
-            layers.BatchNormalization(),
-            layers.LeakyReLU(LEAK),
-            layers.Conv2D(128, 3, strides=2, padding="same"),
-            layers.BatchNormalization(),
-            layers.LeakyReLU(LEAK),
-            layers.Flatten(),
-            layers.Dropout(0.5, seed=seed),
+            layers.Conv2D(32, 3, strides=2, padding="same", dtype=dtype),
+            layers.LeakyReLU(LEAK, dtype=dtype),
+            layers.Conv2D(64, 3, strides=2, padding="same", dtype=dtype),
+            layers.BatchNormalization(dtype=dtype),
+            layers.LeakyReLU(LEAK, dtype=dtype),
+            layers.Conv2D(128, 3, strides=2, padding="same", dtype=dtype),
+            layers.BatchNormalization(dtype=dtype),
+            layers.LeakyReLU(LEAK, dtype=dtype),
+            layers.Flatten(dtype=dtype),
+            layers.Dropout(0.5, seed=seed, dtype=dtype),
             layers.Dense(num_classes, dtype="float32"),
         ],
         name="discriminator",

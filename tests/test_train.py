@@ -68,3 +68,17 @@ def test_impossible_configs_are_user_errors():
     with pytest.raises(UserError, match="unknown preset 'fast'"):
         preset("fast")
     assert preset("seed", iterations=10, batch_size=None).iterations == 10
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_with_float32_logits_and_weights(tiny, precision):
+    dataset, labeled = tiny
+    config = TrainConfig(batch_size=20, z_dim=16, precision=precision)
+    sgan = build(config, dataset.image_shape, dataset.num_classes)
+    step = make_train_step(sgan, config, Distribution())
+    x, y = data.scale(dataset.x_train[labeled]), dataset.y_train[labeled]
+    losses = [float(step(x, y, data.scale(dataset.x_train[:20]), tf.constant(t, tf.int64))["supervised"])
+              for t in range(25)]
+    assert np.all(np.isfinite(losses)) and np.mean(losses[-5:]) < 0.5 * losses[0], losses
+    assert sgan.discriminator(x).dtype == tf.float32
+    assert {v.dtype for v in sgan.discriminator.trainable_variables} == {"float32"}
