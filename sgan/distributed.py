@@ -4,6 +4,7 @@ Without Horovod installed, or when started as a plain single process, everything
 collective operations are identities.
 """
 
+import os
 from dataclasses import dataclass
 
 import tensorflow as tf
@@ -46,4 +47,6 @@ def init() -> Distribution:
     hvd.init()
     if hvd.size() == 1:
         return Distribution()
+    # Workers sharing a host share its cores; oversubscribed TensorFlow thread pools slow every worker down.
+    tf.config.threading.set_intra_op_parallelism_threads(max(1, os.cpu_count() // hvd.local_size()))
     return Distribution(hvd.rank(), hvd.size(), hvd.local_rank(), hvd)
