@@ -11,17 +11,9 @@ import numpy as np
 
 from sgan import atomic, data
 from sgan.errors import UserError
+from sgan.run import RunDir
 
 EXIT_USER_ERROR = 2
-
-
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: no {what} here ({'run `sgan prepare` first' if what == 'manifest' else 'train first'})") from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not valid JSON ({e})") from None
 
 
 def cmd_prepare(args):
@@ -31,18 +23,13 @@ def cmd_prepare(args):
     dataset = data.load(source)
     labeled = data.choose_labeled(dataset.y_train, args.labels, dataset.num_classes, args.seed)
     manifest = data.manifest(dataset, labeled, args.seed)
-    path = args.run_dir / "manifest.json"
-    if path.exists() and (args.run_dir / "checkpoints").exists() and _read_json(path, "manifest") != manifest:
+    run, path = RunDir(args.run_dir), args.run_dir / "manifest.json"
+    if path.exists() and (run / "checkpoints").exists() and run.manifest() != manifest:
         raise UserError(f"{args.run_dir}: holds checkpoints trained on another labeled subset; use a new --run-dir")
     atomic.write_json(path, manifest)
     print(f"{len(dataset.x_train)} training / {len(dataset.x_test)} test images {dataset.image_shape}, "
           f"{dataset.num_classes} classes; {args.labels} labeled ({manifest['per_class'][0]} per class, seed {args.seed})")
     print(f"manifest: {path}")
-
-
-def _load_run(run_dir: Path):
-    manifest = _read_json(run_dir / "manifest.json", "manifest")
-    return manifest, data.load_for_manifest(manifest)
 
 
 # `sgan train` options that map onto TrainConfig fields (None: keep the preset's value).
@@ -64,8 +51,9 @@ def _train_overrides(args) -> dict:
 def cmd_train(args):
     from sgan import config
 
-    manifest, dataset = _load_run(args.run_dir)
-    cfg = config.preset(args.preset, seed=manifest["seed"], **_train_overrides(args))
+    run = RunDir(args.run_dir)
+    dataset = run.dataset()
+    cfg = config.preset(args.preset, seed=run.manifest()["seed"], **_train_overrides(args))
     if args.workers > 1 or args.hosts:
         return _launch_workers(args)
 
@@ -73,7 +61,7 @@ def cmd_train(args):
     from sgan.train import train
 
     dist = distributed.init()
-    train(cfg, dataset, np.asarray(manifest["indices"]), args.run_dir, dist)
+    train(cfg, dataset, run.labeled(), args.run_dir, dist)
     if dist.is_chief:
         print(f"trained {cfg.iterations} iterations; models and checkpoints in {args.run_dir}")
 
@@ -95,25 +83,15 @@ def _launch_workers(args) -> int:
 
 
 def cmd_evaluate(args):
-    import keras
-
     from sgan import evaluate
     from sgan.baseline import train_baseline
-    from sgan.config import TrainConfig
 
-    manifest, dataset = _load_run(args.run_dir)
-    trained = _read_json(args.run_dir / "config.json", "training config")
-    cfg = TrainConfig(**trained)
-    try:
-        generator = keras.models.load_model(args.run_dir / "generator.keras")
-        discriminator = keras.models.load_model(args.run_dir / "discriminator.keras")
-    except (OSError, ValueError) as e:
-        raise UserError(f"{args.run_dir}: cannot load the trained models ({e}); train first") from None
-
-    labeled = np.asarray(manifest["indices"])
+    run = RunDir(args.run_dir)
+    manifest, dataset, cfg = run.manifest(), run.dataset(), run.config()
+    generator, discriminator = run.model("generator"), run.model("discriminator")
     metrics = evaluate.classification_metrics(discriminator, dataset)
     if not args.no_baseline:
-        baseline = train_baseline(cfg, dataset, labeled)
+        baseline = train_baseline(cfg, dataset, run.labeled())
         metrics["baseline_test_accuracy"] = evaluate.accuracy(baseline, dataset.x_test, dataset.y_test)
     metrics.update(labels=manifest["labels"], seed=manifest["seed"], iterations=cfg.iterations,
                    dataset_sha256=manifest["dataset"]["sha256"])
@@ -129,6 +107,71 @@ def cmd_evaluate(args):
     baseline_text = f", supervised-only baseline {metrics['baseline_test_accuracy']:.2%}" if not args.no_baseline else ""
     print(f"test accuracy {metrics['test_accuracy']:.2%} with {manifest['labels']} labels{baseline_text}")
     print(f"metrics: {args.run_dir / 'metrics.json'}")
+
+
+def cmd_export(args):
+    from deploy.export import export_run
+
+    report = export_run(args.run_dir)
+    int8 = report["int8"]
+    print(f"model.onnx: parity max |dp| {report['parity']['max_abs_diff']:.1e}, same class "
+          f"{report['parity']['same_class']:.2%}, test accuracy {report['float']['test_accuracy']:.2%}, "
+          f"{report['float']['bytes'] / 1024:.0f} KiB")
+    print(f"model.int8.onnx: test accuracy {int8['test_accuracy']:.2%}, {int8['bytes'] / 1024:.0f} KiB, "
+          + ("published" if int8["published"] else f"NOT published (drop above {int8['max_drop']:.1%})"))
+
+
+def _read_images(path: Path):
+    """PNG/JPEG -> [1, H, W, C]; .npy -> as stored; anything else is read as an IDX file."""
+    from sgan import idx
+
+    suffix = path.suffix.lower()
+    if suffix in (".png", ".jpg", ".jpeg"):
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as image:
+                return np.asarray(image)[None]
+        except (UnidentifiedImageError, OSError) as e:
+            raise UserError(f"{path}: not a readable image ({e})") from None
+    if suffix == ".npy":
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise UserError(f"{path}: not a readable .npy array ({e})") from None
+    return idx.parse(idx.read_bytes(path), path)
+
+
+def cmd_predict(args):
+    from deploy.runtime import Classifier
+
+    classifier = Classifier(args.model)
+    results = []
+    for path in args.files:
+        images = _read_images(path)
+        if images.ndim == 4 and images.shape[-1] != classifier.image_shape[-1] and classifier.image_shape[-1] == 1:
+            images = images[..., :3].mean(axis=-1).round().astype(np.uint8)  # colour picture, grey model
+        try:
+            prediction = classifier.predict(images)
+        except UserError as e:
+            raise UserError(f"{path}: {e}") from None
+        for i, (c, p) in enumerate(zip(prediction.classes, prediction.probabilities)):
+            name = f"{path}[{i}]" if len(prediction.classes) > 1 else str(path)
+            results.append({"file": name, "class": int(c), "label": classifier.class_names[c],
+                            "probability": round(float(p[c]), 6)})
+    for result in results if not args.json else []:
+        print(f"{result['file']}: {result['label']} ({result['probability']:.3f})")
+    if args.json:
+        print(json.dumps(results))
+
+
+def cmd_serve(args):
+    import uvicorn
+
+    from deploy.server import create_app
+
+    app = create_app(args.model, max_batch=args.max_batch, max_body_bytes=args.max_body_bytes)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,6 +200,24 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--run-dir", type=Path, required=True)
     evaluate.add_argument("--no-baseline", action="store_true", help="skip the supervised-only baseline")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    export = commands.add_parser("export", help="ONNX classifier (verified against TF) and its INT8 edge model")
+    export.add_argument("--run-dir", type=Path, required=True)
+    export.set_defaults(func=cmd_export)
+
+    predict = commands.add_parser("predict", help="classify PNG/JPEG images, .npy arrays or IDX files")
+    predict.add_argument("model", type=Path)
+    predict.add_argument("files", type=Path, nargs="+")
+    predict.add_argument("--json", action="store_true", help="one JSON list instead of one line per image")
+    predict.set_defaults(func=cmd_predict)
+
+    serve = commands.add_parser("serve", help="HTTP prediction service")
+    serve.add_argument("model", type=Path)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-batch", type=int, default=256)
+    serve.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024)
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

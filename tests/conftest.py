@@ -51,3 +51,20 @@ def rgb_npz(tmp_path) -> Path:
     np.savez(path, x_train=synthetic_images(y_train, (32, 32, 3)), y_train=y_train,
              x_test=synthetic_images(y_test, (32, 32, 3), seed=1), y_test=y_test)
     return path
+
+
+@pytest.fixture(scope="session")
+def exported_run(tmp_path_factory):
+    """A small SGAN trained on synthetic digits-like data, exported to ONNX (float and INT8)."""
+    from deploy.export import export_run
+    from sgan import atomic, data
+    from sgan.config import TrainConfig
+    from sgan.train import train
+
+    root = tmp_path_factory.mktemp("exported")
+    dataset = data.load(write_idx_dataset(root / "data", n_train=400, n_test=200))
+    labeled = data.choose_labeled(dataset.y_train, 50, 10, seed=0)
+    atomic.write_json(root / "run" / "manifest.json", data.manifest(dataset, labeled, seed=0))
+    train(TrainConfig(iterations=60, batch_size=16, z_dim=16, eval_every=60, checkpoint_every=60), dataset, labeled,
+          root / "run")
+    return root / "run", export_run(root / "run", calibration_size=200), dataset

@@ -42,7 +42,7 @@ def test_user_errors_exit_2(tmp_path):
     result = sgan("prepare", "--data", folder, "--labels", 15, "--run-dir", tmp_path / "run")
     assert result.returncode == 2 and "labels=15 must be a positive multiple" in result.stderr
     result = sgan("train", "--run-dir", tmp_path / "nothing")
-    assert result.returncode == 2 and "no manifest here (run `sgan prepare` first)" in result.stderr
+    assert result.returncode == 2 and "manifest.json: not found (run `sgan prepare` first)" in result.stderr
     assert sgan("train").returncode == 2  # argparse: --run-dir is required
 
 

@@ -60,4 +60,4 @@ def test_checkpoint_from_two_workers_resumes_on_one(tmp_path):
 
 def test_workers_without_a_manifest_fail_before_launching(tmp_path):
     result = sgan("train", "--run-dir", tmp_path, "--workers", 2)
-    assert result.returncode == 2 and "no manifest here" in result.stderr
+    assert result.returncode == 2 and "manifest.json: not found" in result.stderr

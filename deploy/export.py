@@ -1,0 +1,147 @@
+"""Export the discriminator's softmax head to ONNX, verify it against TensorFlow, and quantize it to INT8.
+
+Input contract: raw uint8 images [N, H, W, C] (N dynamic); the scaling to [-1, 1] is inside the graph.
+Outputs: `probabilities` float32 [N, K] and `class` int64 [N]. Opset 17 (tf2onnx 1.17 supports up to 18;
+17 is the newest that every onnxruntime from 1.14 on, and most edge runtimes, execute). Always float32,
+whatever precision trained the model.
+"""
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from sgan import atomic
+from sgan.errors import UserError
+
+OPSET = 17
+MAX_PROBABILITY_DIFF = 1e-5  # TF vs ONNX, any probability of any test image
+MIN_SAME_CLASS = 0.9999  # share of test images whose predicted class agrees
+MAX_INT8_DROP = 0.005  # INT8 test accuracy may fall at most 0.5 points below the float model's
+
+
+@dataclass(frozen=True)
+class Parity:
+    max_abs_diff: float
+    same_class: float
+
+    def check(self):
+        if self.max_abs_diff > MAX_PROBABILITY_DIFF or self.same_class < MIN_SAME_CLASS:
+            raise UserError(f"ONNX parity check failed: max |p_tf - p_onnx| = {self.max_abs_diff:.2e} "
+                            f"(bound {MAX_PROBABILITY_DIFF:.0e}), same class {self.same_class:.4%} "
+                            f"(bound {MIN_SAME_CLASS:.2%})")
+
+
+def classifier_function(discriminator, image_shape):
+    """uint8 images -> (probabilities, class), on a float32 copy of the discriminator."""
+    import tensorflow as tf
+
+    from sgan.models import build_discriminator
+
+    float32 = build_discriminator(tuple(image_shape), discriminator.output_shape[-1])
+    float32.set_weights([np.asarray(w, np.float32) for w in discriminator.get_weights()])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, *image_shape], tf.uint8, name="images")])
+    def classify(images):
+        logits = float32(tf.cast(images, tf.float32) / 127.5 - 1.0, training=False)
+        probabilities = tf.nn.softmax(logits)
+        return {"probabilities": probabilities, "class": tf.argmax(probabilities, axis=-1)}  # ONNX output names
+
+    return classify
+
+
+def to_onnx(discriminator, image_shape, metadata: dict):
+    """The ONNX classifier (a checked ModelProto) and the tf.function it was converted from."""
+    import onnx
+    import tf2onnx
+
+    classify = classifier_function(discriminator, image_shape)
+    model, _ = tf2onnx.convert.from_function(classify, input_signature=classify.input_signature, opset=OPSET)
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value if isinstance(value, str) else json.dumps(value))
+    onnx.checker.check_model(model, full_check=True)
+    return model, classify
+
+
+def verify(classify, model_bytes: bytes, images: np.ndarray, batch_size: int = 1000) -> Parity:
+    """Runs every image through TensorFlow and onnxruntime and compares probabilities and classes."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    worst, same = 0.0, 0
+    for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size]
+        expected = classify(batch)
+        probabilities, classes = session.run(["probabilities", "class"], {"images": batch})
+        worst = max(worst, float(np.abs(probabilities - expected["probabilities"].numpy()).max()))
+        same += int(np.sum(classes == expected["class"].numpy()))
+    return Parity(worst, same / len(images))
+
+
+def export_verified(discriminator, image_shape, path, metadata: dict, test_images: np.ndarray) -> Parity:
+    """Converts, verifies on `test_images`, and only then writes `path` (atomically)."""
+    model, classify = to_onnx(discriminator, image_shape, metadata)
+    model_bytes = model.SerializeToString()
+    parity = verify(classify, model_bytes, test_images)
+    parity.check()
+    atomic.write_bytes(path, model_bytes)
+    return parity
+
+
+def export_run(run_dir, calibration_size: int = 1000) -> dict:
+    """model.onnx (verified) and model.int8.onnx (if accurate enough) from a trained run; returns the report."""
+    import platform
+
+    import onnx
+    import onnxruntime
+    import tensorflow as tf
+    import tf2onnx
+
+    from deploy.quantize import quantize
+    from deploy.runtime import Classifier
+    from sgan.run import RunDir
+
+    run = RunDir(run_dir)
+    manifest, dataset, config = run.manifest(), run.dataset(), run.config()
+    metrics = (run / "metrics.json").exists() and run.read_json("metrics.json", "")
+    metadata = {
+        "class_names": [str(k) for k in range(dataset.num_classes)],
+        "input_shape": list(dataset.image_shape),
+        "input_dtype": "uint8",
+        "input_range": "0-255, scaled to [-1, 1] inside the graph",
+        "training_config": config.to_dict(),
+        "labels": manifest["labels"],
+        "dataset_sha256": manifest["dataset"]["sha256"],
+        "test_accuracy": metrics["test_accuracy"] if metrics else None,
+        "versions": {"tensorflow": tf.__version__, "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__,
+                     "onnxruntime": onnxruntime.__version__, "python": platform.python_version()},
+        "opset": OPSET,
+    }
+    float_path, int8_path = run / "model.onnx", run / "model.int8.onnx"
+    parity = export_verified(run.model("discriminator"), dataset.image_shape, float_path, metadata, dataset.x_test)
+
+    calibration = dataset.x_train[np.random.default_rng(config.seed).choice(len(dataset.x_train),
+                                                                             min(calibration_size, len(dataset.x_train)),
+                                                                             replace=False)]
+    int8_bytes = quantize(float_path, calibration)
+    float_accuracy = _accuracy(Classifier(float_path), dataset)
+    int8_accuracy = _accuracy(Classifier(int8_bytes), dataset)
+    publish_int8 = float_accuracy - int8_accuracy <= MAX_INT8_DROP
+    if publish_int8:
+        atomic.write_bytes(int8_path, int8_bytes)
+    elif int8_path.exists():
+        int8_path.unlink()  # a stale edge model from an earlier export must not outlive its float model
+    report = {
+        "opset": OPSET,
+        "parity": {"max_abs_diff": parity.max_abs_diff, "same_class": parity.same_class,
+                   "bounds": {"max_abs_diff": MAX_PROBABILITY_DIFF, "same_class": MIN_SAME_CLASS}},
+        "float": {"path": str(float_path), "bytes": float_path.stat().st_size, "test_accuracy": float_accuracy},
+        "int8": {"path": str(int8_path) if publish_int8 else None, "bytes": len(int8_bytes),
+                 "test_accuracy": int8_accuracy, "max_drop": MAX_INT8_DROP, "published": publish_int8},
+    }
+    atomic.write_json(run / "onnx_report.json", report)
+    return report
+
+
+def _accuracy(classifier, dataset) -> float:
+    return float(np.mean(classifier.predict(dataset.x_test).classes == dataset.y_test))

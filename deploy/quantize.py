@@ -1,0 +1,38 @@
+"""Static INT8 quantization for edge devices, calibrated on training images (never test images)."""
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+
+class _Calibration(CalibrationDataReader):
+    def __init__(self, images: np.ndarray, batch_size: int = 100):
+        self.batches = iter([{"images": images[i:i + batch_size]} for i in range(0, len(images), batch_size)])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+
+def quantize(float_path, calibration_images: np.ndarray) -> bytes:
+    """An INT8 copy of the model at `float_path` (QDQ, symmetric, per-channel weights), with the same metadata.
+
+    The first convolution stays float: quantizing the layer that reads the pixels cost 1.4-2 points of
+    MNIST accuracy with every calibration method we measured (MinMax, Percentile, Entropy); keeping it
+    float costs nothing measurable (see README).
+    """
+    float_model = onnx.load(str(float_path))
+    first_conv = next(node.name for node in float_model.graph.node if node.op_type == "Conv")
+    with tempfile.TemporaryDirectory() as tmp:
+        quantized = Path(tmp) / "int8.onnx"
+        quantize_static(str(float_path), str(quantized), _Calibration(calibration_images),
+                        quant_format=QuantFormat.QDQ, per_channel=True, nodes_to_exclude=[first_conv],
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        extra_options={"ActivationSymmetric": True})
+        model = onnx.load(str(quantized))
+    del model.metadata_props[:]
+    model.metadata_props.extend(float_model.metadata_props)
+    model.metadata_props.add(key="quantization", value="static INT8 (QDQ, per-channel weights, first conv float)")
+    return model.SerializeToString()

@@ -1,0 +1,50 @@
+"""A run directory: what `prepare`, `train`, `evaluate` and `export` read and write, by name."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from sgan import data
+from sgan.errors import UserError
+
+
+class RunDir:
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __truediv__(self, name) -> Path:
+        return self.path / name
+
+    def read_json(self, name: str, hint: str) -> dict:
+        path = self.path / name
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            raise UserError(f"{path}: not found ({hint})") from None
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}: not valid JSON ({e})") from None
+
+    def manifest(self) -> dict:
+        return self.read_json("manifest.json", "run `sgan prepare` first")
+
+    def labeled(self) -> np.ndarray:
+        return np.asarray(self.manifest()["indices"])
+
+    def dataset(self) -> data.Dataset:
+        return data.load_for_manifest(self.manifest())
+
+    def config(self):
+        from sgan.config import TrainConfig
+
+        return TrainConfig(**self.read_json("config.json", "run `sgan train` first"))
+
+    def model(self, name: str):
+        """`generator` or `discriminator`, as saved at the end of training."""
+        import keras
+
+        path = self.path / f"{name}.keras"
+        try:
+            return keras.models.load_model(path)
+        except (OSError, ValueError) as e:
+            raise UserError(f"{path}: cannot load the trained model ({e}); run `sgan train` first") from None
