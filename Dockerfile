@@ -49,4 +49,5 @@ RUN pip install --no-deps --no-build-isolation . \
 
 USER 1000:1000
 WORKDIR /runs
-CMD ["sgan", "--help"]
+# The main job; override the arguments for other runs (or start horovodrun directly, see README).
+CMD ["sgan", "pipeline", "--data", "/data", "--output-root", "/runs", "--workers", "1"]

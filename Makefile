@@ -1,20 +1,19 @@
 # The README's two commands: `make run` (the main job) and `make test`. Both build what they need.
 VENV := .venv
-# Offline machines keep MNIST beside the clone; elsewhere `sgan prepare` downloads it (checksummed).
+# Offline machines keep MNIST beside the clone; elsewhere the pipeline downloads it (checksummed).
 MNIST_DIR ?= $(wildcard ../shared/data/mnist)
-RUN_DIR ?= runs/mnist-seed
-PRESET ?= seed
-LABELS ?= 100
-SEED ?= 0
+OUTPUT_ROOT ?= runs/pipeline
+# 2 Horovod workers x 16 images = the reference's global batch of 32 on this project's 2-core machines.
+WORKERS ?= 2
+BATCH_SIZE ?= 16
 
 .PHONY: env run test
 env:
 	scripts/make-env.sh
 
 run: env
-	$(VENV)/bin/sgan prepare $(if $(MNIST_DIR),--data $(MNIST_DIR)) --labels $(LABELS) --seed $(SEED) --run-dir $(RUN_DIR)
-	$(VENV)/bin/sgan train --run-dir $(RUN_DIR) --preset $(PRESET)
-	$(VENV)/bin/sgan evaluate --run-dir $(RUN_DIR)
+	$(VENV)/bin/sgan pipeline --preset seed --labels 100 --seed 0 --workers $(WORKERS) --batch-size $(BATCH_SIZE) \
+		$(if $(MNIST_DIR),--data $(MNIST_DIR)) --output-root $(OUTPUT_ROOT)
 
 test: env
 	$(VENV)/bin/python -m pytest -q

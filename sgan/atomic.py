@@ -16,6 +16,7 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; published files get the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -29,3 +30,9 @@ def write_bytes(path, data: bytes):
 
 def write_json(path, obj):
     write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

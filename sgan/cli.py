@@ -83,29 +83,12 @@ def _launch_workers(args) -> int:
 
 
 def cmd_evaluate(args):
-    from sgan import evaluate
-    from sgan.baseline import train_baseline
+    from sgan.evaluate_run import evaluate_run
 
-    run = RunDir(args.run_dir)
-    manifest, dataset, cfg = run.manifest(), run.dataset(), run.config()
-    generator, discriminator = run.model("generator"), run.model("discriminator")
-    metrics = evaluate.classification_metrics(discriminator, dataset)
-    if not args.no_baseline:
-        baseline = train_baseline(cfg, dataset, run.labeled())
-        metrics["baseline_test_accuracy"] = evaluate.accuracy(baseline, dataset.x_test, dataset.y_test)
-    metrics.update(labels=manifest["labels"], seed=manifest["seed"], iterations=cfg.iterations,
-                   dataset_sha256=manifest["dataset"]["sha256"])
-
-    evaluate.plot_confusion_matrix(metrics["confusion_matrix"], args.run_dir / "confusion_matrix.png")
-    atomic.write_json(args.run_dir / "confusion_matrix.json", metrics["confusion_matrix"])
-    evaluate.plot_samples(generator, cfg.z_dim, cfg.seed, args.run_dir / "samples.png")
-    history = evaluate.load_history(args.run_dir)
-    if history:
-        evaluate.plot_learning_curves(history, args.run_dir / "learning_curves.png")
-    atomic.write_json(args.run_dir / "metrics.json", metrics)
-
-    baseline_text = f", supervised-only baseline {metrics['baseline_test_accuracy']:.2%}" if not args.no_baseline else ""
-    print(f"test accuracy {metrics['test_accuracy']:.2%} with {manifest['labels']} labels{baseline_text}")
+    metrics = evaluate_run(args.run_dir, baseline=not args.no_baseline)
+    baseline = metrics.get("baseline_test_accuracy")
+    print(f"test accuracy {metrics['test_accuracy']:.2%} with {metrics['labels']} labels"
+          + (f", supervised-only baseline {baseline:.2%}" if baseline is not None else ""))
     print(f"metrics: {args.run_dir / 'metrics.json'}")
 
 
@@ -114,9 +97,9 @@ def cmd_export(args):
 
     report = export_run(args.run_dir)
     int8 = report["int8"]
-    print(f"model.onnx: parity max |dp| {report['parity']['max_abs_diff']:.1e}, same class "
-          f"{report['parity']['same_class']:.2%}, test accuracy {report['float']['test_accuracy']:.2%}, "
-          f"{report['float']['bytes'] / 1024:.0f} KiB")
+    parity = report["float"]["parity"]
+    print(f"model.onnx: parity max |dp| {parity['max_abs_diff']:.1e}, same class {parity['same_class']:.2%}, "
+          f"test accuracy {int8['float_test_accuracy']:.2%}, {report['float']['bytes'] / 1024:.0f} KiB")
     print(f"model.int8.onnx: test accuracy {int8['test_accuracy']:.2%}, {int8['bytes'] / 1024:.0f} KiB, "
           + ("published" if int8["published"] else f"NOT published (drop above {int8['max_drop']:.1%})"))
 
@@ -174,6 +157,30 @@ def cmd_serve(args):
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
+def cmd_pipeline(args):
+    import time
+
+    from pipeline.settings import apply_embedded_defaults
+
+    started = time.perf_counter()
+    apply_embedded_defaults()
+    from pipeline.flows import sgan_pipeline
+
+    parameters = {k: v for k, v in vars(args).items() if k not in ("command", "func") and v is not None}
+    summary = sgan_pipeline(**{**parameters, "data": str(args.data) if args.data else None})
+    baseline = summary["baseline_test_accuracy"]
+    print(f"\ntest accuracy {summary['test_accuracy']:.2%}"
+          + (f" (supervised-only baseline {baseline:.2%})" if baseline is not None else ""))
+    print(f"ONNX parity: max |p_tf - p_onnx| {summary['onnx_max_abs_diff']:.1e}, same class {summary['onnx_same_class']:.2%}")
+    print(f"INT8 edge model test accuracy {summary['int8_test_accuracy']:.2%}")
+    print(f"model: {summary['model']}" + (f"\nedge model: {summary['edge_model']}" if summary["edge_model"] else ""))
+    print(f"latest: {summary['latest']}")
+    wall = time.perf_counter() - started
+    print(f"wall time {wall:.0f} s: tasks {summary['tasks_s']:.0f} s, Prefect {wall - summary['tasks_s']:.0f} s "
+          f"(API start-up and shutdown {wall - summary['wall_s']:.0f} s, orchestration in the flow "
+          f"{summary['orchestration_s']:.0f} s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sgan", description="Semi-supervised GAN classifier from few labels.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -218,6 +225,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-batch", type=int, default=256)
     serve.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024)
     serve.set_defaults(func=cmd_serve)
+
+    pipeline = commands.add_parser("pipeline", help="the whole pipeline as a Prefect flow run (embedded Prefect "
+                                                    "unless PREFECT_API_URL points to a server)")
+    pipeline.add_argument("--preset")
+    pipeline.add_argument("--labels", type=int)
+    pipeline.add_argument("--seed", type=int)
+    pipeline.add_argument("--workers", type=int)
+    pipeline.add_argument("--hosts")
+    pipeline.add_argument("--batch-size", type=int, help="per worker")
+    pipeline.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"])
+    pipeline.add_argument("--iterations", type=int)
+    pipeline.add_argument("--checkpoint-every", type=int)
+    pipeline.add_argument("--data", type=Path, help="default: download MNIST")
+    pipeline.add_argument("--accuracy-gate", type=float, help="promote to `latest` only at or above this accuracy")
+    pipeline.add_argument("--output-root")
+    pipeline.set_defaults(func=cmd_pipeline)
     return parser
 
 

@@ -169,7 +169,7 @@ def train(config: TrainConfig, dataset: data.Dataset, labeled: np.ndarray, run_d
         print(f"{dist.size} worker(s) x batch {config.batch_size} = global batch {dist.size * config.batch_size}, "
               f"precision {precision.resolve(config.precision)}, from iteration {start}", flush=True)
 
-    progress = tqdm(total=config.iterations, initial=start, desc="train", unit="it", disable=not dist.is_chief)
+    progress = tqdm(total=config.iterations, initial=start, desc="sgan train", unit="it", disable=not dist.is_chief)
     for t in range(start, config.iterations):
         labeled_x, labeled_y = next(labeled_batches)
         unlabeled_x, _ = next(unlabeled_batches)

@@ -1,0 +1,172 @@
+"""The `sgan-pipeline` flow: prepare -> train (horovodrun) -> evaluate -> export -> quantize -> publish.
+
+Each task is a thin wrapper over `sgan/` or `deploy/`; training runs as a `sgan train --workers N`
+subprocess (which starts horovodrun), so a retry of the task resumes from the run's last checkpoint.
+"""
+
+import hashlib
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Literal
+
+from prefect import flow, get_run_logger, runtime, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, \
+    update_progress_artifact
+
+from sgan import atomic
+
+PROGRESS = re.compile(r"sgan train:\s+\d+%.*?\|\s*(\d+)/(\d+)")  # tqdm: "sgan train:  45%|███  | 270/600"
+
+
+def _dataset_key(context, parameters) -> str:
+    """Content hash of the data files, label budget and seed: a second run with the same inputs skips prepare."""
+    digest = hashlib.sha256()
+    source = parameters["data"]
+    for path in sorted(Path(source).glob("*")) if source and Path(source).is_dir() else [Path(source or "mnist")]:
+        digest.update(path.name.encode() + (path.read_bytes() if path.is_file() else b"download"))
+    return f"prepare-{digest.hexdigest()[:32]}-{parameters['labels']}-{parameters['seed']}"
+
+
+@task(cache_key_fn=_dataset_key, persist_result=True)
+def prepare_dataset(data: str | None, labels: int, seed: int) -> dict:
+    from sgan import data as datasets
+    from sgan.download import download_mnist
+
+    dataset = datasets.load(data or download_mnist())
+    labeled = datasets.choose_labeled(dataset.y_train, labels, dataset.num_classes, seed)
+    return datasets.manifest(dataset, labeled, seed)
+
+
+@task(retries=2, retry_delay_seconds=2)
+def train(run_dir: Path, manifest: dict, options: list[str]) -> float:
+    """Runs `sgan train` (horovodrun underneath), streaming its log into Prefect; resumes if checkpoints exist."""
+    logger = get_run_logger()
+    atomic.write_json(run_dir / "manifest.json", manifest)
+    command = [sys.executable, "-m", "sgan.cli", "train", "--run-dir", str(run_dir), *options]
+    logger.info("%s", " ".join(command))
+    progress = create_progress_artifact(0.0, description="training iterations done (%)")
+    started, reported = time.perf_counter(), -1
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0)
+    buffer, tail = b"", []
+    while chunk := process.stdout.read(4096):
+        *lines, buffer = re.split(rb"[\r\n]", buffer + chunk)
+        for line in (raw.decode(errors="replace").strip() for raw in lines):
+            if match := PROGRESS.search(line):
+                percent = 100 * int(match.group(1)) // int(match.group(2))
+                if percent // 5 > reported // 5:
+                    update_progress_artifact(progress, percent)
+                    logger.info("%s", line)
+                    reported = percent
+            elif line:
+                logger.info("%s", line)
+                tail = (tail + [line])[-20:]
+    if process.wait() != 0:
+        raise RuntimeError(f"training exited with code {process.returncode}:\n" + "\n".join(tail))
+    update_progress_artifact(progress, 100)
+    return time.perf_counter() - started
+
+
+@task
+def evaluate(run_dir: Path) -> dict:
+    from sgan.evaluate_run import evaluate_run
+
+    return evaluate_run(run_dir)
+
+
+@task
+def export_onnx(run_dir: Path) -> dict:
+    """Converts and verifies; raises (nothing written) if TF and ONNX disagree beyond the bounds."""
+    from deploy.export import export_float
+
+    return export_float(run_dir)
+
+
+@task
+def quantize(run_dir: Path) -> dict:
+    from deploy.export import export_int8
+
+    return export_int8(run_dir)
+
+
+@task
+def publish(run_dir: Path, models_root: Path, accuracy_gate: float, onnx_report: dict) -> str:
+    """A new version directory always; `latest` only past the accuracy gate (the task fails otherwise)."""
+    from deploy.publish import GateFailed, publish as publish_version
+
+    atomic.write_json(run_dir / "onnx_report.json", onnx_report)
+    try:
+        version = publish_version(run_dir, models_root, accuracy_gate)
+    except GateFailed as failed:
+        _model_card_artifact(failed.version_dir, promoted=False)
+        raise
+    _model_card_artifact(version, promoted=True)
+    return str(version)
+
+
+def _model_card_artifact(version_dir: Path, promoted: bool):
+    where = f"Published at `{version_dir}`" + (" and promoted to `latest`." if promoted else "; NOT promoted to `latest`.")
+    create_markdown_artifact((version_dir / "MODEL_CARD.md").read_text() + "\n" + where, key="sgan-model-card")
+
+
+def _tasks_seconds(flow_run_id) -> float:
+    """The tasks' own run time, as Prefect recorded it: the rest of the flow's wall time is orchestration."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return sum(run.total_run_time.total_seconds() for run in runs)
+
+
+@flow(name="sgan-pipeline", log_prints=True)
+def sgan_pipeline(
+    preset: Literal["seed"] = "seed",
+    labels: int = 100,
+    seed: int = 0,
+    workers: int = 2,
+    hosts: str | None = None,
+    batch_size: int | None = None,
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32",
+    iterations: int | None = None,
+    checkpoint_every: int | None = None,
+    data: str | None = None,
+    accuracy_gate: float = 0.9,
+    output_root: str = "runs/pipeline",
+) -> dict:
+    """Trains an SGAN classifier from `labels` labels and publishes it as a verified ONNX model."""
+    started = time.perf_counter()
+    root = Path(output_root).resolve()
+    run_dir = root / "runs" / (runtime.flow_run.name or "local")
+
+    manifest = prepare_dataset(data, labels, seed)
+    options = ["--preset", preset, "--workers", str(workers), "--precision", precision]
+    for flag, value in (("--hosts", hosts), ("--batch-size", batch_size), ("--iterations", iterations),
+                        ("--checkpoint-every", checkpoint_every)):
+        options += [flag, str(value)] if value is not None else []
+    train(run_dir, manifest, options)
+
+    metrics = evaluate(run_dir)
+    create_table_artifact([{"metric": k, "value": v} for k, v in metrics.items()
+                           if isinstance(v, (int, float))], key="sgan-metrics")
+    onnx_report = {"float": export_onnx(run_dir), "int8": quantize(run_dir)}
+    version = publish(run_dir, root / "models", accuracy_gate, onnx_report)
+
+    wall_s = time.perf_counter() - started
+    tasks_s = _tasks_seconds(runtime.flow_run.id)
+    return {
+        "test_accuracy": metrics["test_accuracy"],
+        "baseline_test_accuracy": metrics.get("baseline_test_accuracy"),
+        "onnx_max_abs_diff": onnx_report["float"]["parity"]["max_abs_diff"],
+        "onnx_same_class": onnx_report["float"]["parity"]["same_class"],
+        "int8_test_accuracy": onnx_report["int8"]["test_accuracy"],
+        "model": str(Path(version) / "model.onnx"),
+        "edge_model": str(Path(version) / "model.int8.onnx") if onnx_report["int8"]["published"] else None,
+        "latest": str(root / "models" / "latest"),
+        "run_dir": str(run_dir),
+        "wall_s": round(wall_s, 1),
+        "tasks_s": round(tasks_s, 1),
+        "orchestration_s": round(wall_s - tasks_s, 1),
+    }
