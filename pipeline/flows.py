@@ -22,11 +22,13 @@ PROGRESS = re.compile(r"sgan train:\s+\d+%.*?\|\s*(\d+)/(\d+)")  # tqdm: "sgan t
 
 
 def _dataset_key(context, parameters) -> str:
-    """Content hash of the data files, label budget and seed: a second run with the same inputs skips prepare."""
+    """Content hash of the data files, label budget and seed: a second run with the same inputs skips prepare.
+    Without `data` it is the MNIST download, whose content its checksums fix."""
+    source = Path(parameters["data"]) if parameters["data"] else None
+    files = sorted(source.glob("*")) if source and source.is_dir() else [source] if source else []
     digest = hashlib.sha256()
-    source = parameters["data"]
-    for path in sorted(Path(source).glob("*")) if source and Path(source).is_dir() else [Path(source or "mnist")]:
-        digest.update(path.name.encode() + (path.read_bytes() if path.is_file() else b"download"))
+    for path in (f for f in files if f.is_file()):
+        digest.update(path.name.encode() + path.read_bytes())
     return f"prepare-{digest.hexdigest()[:32]}-{parameters['labels']}-{parameters['seed']}"
 
 
@@ -41,14 +43,14 @@ def prepare_dataset(data: str | None, labels: int, seed: int) -> dict:
 
 
 @task(retries=2, retry_delay_seconds=2)
-def train(run_dir: Path, manifest: dict, options: list[str]) -> float:
+def train(run_dir: Path, manifest: dict, options: list[str]):
     """Runs `sgan train` (horovodrun underneath), streaming its log into Prefect; resumes if checkpoints exist."""
     logger = get_run_logger()
     atomic.write_json(run_dir / "manifest.json", manifest)
     command = [sys.executable, "-m", "sgan.cli", "train", "--run-dir", str(run_dir), *options]
     logger.info("%s", " ".join(command))
     progress = create_progress_artifact(0.0, description="training iterations done (%)")
-    started, reported = time.perf_counter(), -1
+    reported = -1
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0)
     buffer, tail = b"", []
     while chunk := process.stdout.read(4096):
@@ -66,7 +68,6 @@ def train(run_dir: Path, manifest: dict, options: list[str]) -> float:
     if process.wait() != 0:
         raise RuntimeError(f"training exited with code {process.returncode}:\n" + "\n".join(tail))
     update_progress_artifact(progress, 100)
-    return time.perf_counter() - started
 
 
 @task

@@ -71,7 +71,7 @@ def _launch_workers(args) -> int:
     horovodrun = Path(sys.executable).with_name("horovodrun")
     if not horovodrun.exists():
         raise UserError("--workers and --hosts need Horovod (scripts/make-env.sh builds it)")
-    workers = args.workers if args.workers > 1 else sum(int(h.rpartition(":")[2] or 1) for h in args.hosts.split(","))
+    workers = args.workers if args.workers > 1 else sum(_slots(host) for host in args.hosts.split(","))
     command = [str(horovodrun), "-np", str(workers), "--gloo"] + (["-H", args.hosts] if args.hosts else [])
     command += [sys.executable, "-m", "sgan.train", "--run-dir", str(args.run_dir), "--preset", args.preset]
     for option, value in zip(TRAIN_OPTIONS, _train_overrides(args).values()):
@@ -80,6 +80,14 @@ def _launch_workers(args) -> int:
         elif value is not None:
             command += [option, str(value)]
     return subprocess.call(command)
+
+
+def _slots(host: str) -> int:
+    """`node1:4` -> 4, `node1` -> 1 (horovodrun's -H syntax)."""
+    name, _, slots = host.partition(":")
+    if not name or (slots and not slots.isdigit()):
+        raise UserError(f"--hosts: {host!r} is not HOST or HOST:SLOTS")
+    return int(slots or 1)
 
 
 def cmd_evaluate(args):
