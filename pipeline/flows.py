@@ -13,8 +13,12 @@ from pathlib import Path
 from typing import Literal
 
 from prefect import flow, get_run_logger, runtime, task
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, \
-    update_progress_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 
 from sgan import atomic
 
@@ -95,7 +99,8 @@ def quantize(run_dir: Path) -> dict:
 @task
 def publish(run_dir: Path, models_root: Path, accuracy_gate: float, onnx_report: dict) -> str:
     """A new version directory always; `latest` only past the accuracy gate (the task fails otherwise)."""
-    from deploy.publish import GateFailed, publish as publish_version
+    from deploy.publish import GateFailed
+    from deploy.publish import publish as publish_version
 
     atomic.write_json(run_dir / "onnx_report.json", onnx_report)
     try:

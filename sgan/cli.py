@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from sgan import atomic, data
+from sgan.config import PRECISIONS, preset
 from sgan.errors import UserError
 from sgan.run import RunDir
 
@@ -38,7 +39,7 @@ TRAIN_OPTIONS = {
     "--batch-size": dict(type=int, help="per worker; the global batch is workers x this"),
     "--checkpoint-every": dict(type=int),
     "--eval-every": dict(type=int),
-    "--precision": dict(choices=["fp32", "bf16", "fp16", "auto"]),
+    "--precision": dict(choices=PRECISIONS),
     "--scale-lr": dict(action="store_const", const=True, help="multiply the learning rate by the worker count"),
     "--warmup-iterations": dict(type=int, help="reach the scaled learning rate over this many iterations"),
 }
@@ -49,11 +50,11 @@ def _train_overrides(args) -> dict:
 
 
 def cmd_train(args):
-    from sgan import config
-
     run = RunDir(args.run_dir)
     dataset = run.dataset()
-    cfg = config.preset(args.preset, seed=run.manifest()["seed"], **_train_overrides(args))
+    cfg = preset(args.preset, seed=run.manifest()["seed"], **_train_overrides(args))
+    if args.workers < 1:
+        raise UserError(f"--workers {args.workers} must be at least 1")
     if args.workers > 1 or args.hosts:
         return _launch_workers(args)
 
@@ -242,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--workers", type=int)
     pipeline.add_argument("--hosts")
     pipeline.add_argument("--batch-size", type=int, help="per worker")
-    pipeline.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"])
+    pipeline.add_argument("--precision", choices=PRECISIONS)
     pipeline.add_argument("--iterations", type=int)
     pipeline.add_argument("--checkpoint-every", type=int)
     pipeline.add_argument("--data", type=Path, help="default: download MNIST")

@@ -3,8 +3,8 @@ import hashlib
 
 import numpy as np
 import pytest
-
 from conftest import write_idx_dataset
+
 from sgan import data, idx
 from sgan.errors import UserError
 

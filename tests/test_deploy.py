@@ -8,12 +8,12 @@ import numpy as np
 import onnx
 import pytest
 from PIL import Image
+from test_cli import sgan
 
 from deploy import export
 from deploy.runtime import Classifier, InputError
 from sgan import idx
 from sgan.errors import UserError
-from test_cli import sgan
 
 
 def test_export_passes_checker_and_parity(exported_run):

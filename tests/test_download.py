@@ -6,8 +6,8 @@ import shutil
 import threading
 
 import pytest
-
 from conftest import SHARED_MNIST
+
 from sgan import data
 from sgan.download import MNIST_SHA256, download_mnist
 from sgan.errors import UserError

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import tensorflow as tf
-
 from conftest import write_idx_dataset
 from test_cli import sgan
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-
 from conftest import write_idx_dataset
 
 PREFECT = Path(sys.executable).with_name("prefect")

@@ -6,9 +6,9 @@ import tensorflow as tf
 
 from sgan import data
 from sgan.config import TrainConfig, preset
+from sgan.distributed import Distribution
 from sgan.errors import UserError
 from sgan.train import build, make_train_step, train
-from sgan.distributed import Distribution
 
 TINY = TrainConfig(iterations=6, batch_size=8, z_dim=16, log_every=1, eval_every=3, checkpoint_every=100)
 
