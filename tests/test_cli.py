@@ -68,3 +68,24 @@ def test_prepare_train_evaluate_end_to_end(tmp_path):
     for picture in ("confusion_matrix.png", "samples.png", "learning_curves.png"):
         assert (run / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"test accuracy {metrics['test_accuracy']:.2%}" in result.stdout
+
+
+def test_prepare_refuses_to_mix_labeled_subsets_in_one_run(tmp_path):
+    folder = write_idx_dataset(tmp_path / "data")
+    run = tmp_path / "run"
+    assert sgan("prepare", "--data", folder, "--labels", 20, "--seed", 0, "--run-dir", run).returncode == 0
+    (run / "checkpoints").mkdir()
+    before = (run / "manifest.json").read_bytes()
+    result = sgan("prepare", "--data", folder, "--labels", 20, "--seed", 1, "--run-dir", run)
+    assert result.returncode == 2 and "checkpoints trained on another labeled subset" in result.stderr
+    assert (run / "manifest.json").read_bytes() == before
+
+
+def test_evaluate_without_trained_models_and_bad_hosts_exit_2(tmp_path):
+    folder = write_idx_dataset(tmp_path / "data")
+    run = tmp_path / "run"
+    assert sgan("prepare", "--data", folder, "--labels", 20, "--run-dir", run).returncode == 0
+    result = sgan("evaluate", "--run-dir", run)
+    assert result.returncode == 2 and "config.json: not found (run `sgan train` first)" in result.stderr
+    result = sgan("train", "--run-dir", run, "--hosts", "node1:four")
+    assert result.returncode == 2 and "--hosts: 'node1:four' is not HOST or HOST:SLOTS" in result.stderr

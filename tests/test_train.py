@@ -83,3 +83,16 @@ def test_mixed_precision_trains_with_float32_logits_and_weights(tiny, precision)
     assert np.all(np.isfinite(losses)) and np.mean(losses[-3:]) < 0.7 * losses[0], losses
     assert sgan.discriminator(x).dtype == tf.float32
     assert {v.dtype for v in sgan.discriminator.trainable_variables} == {"float32"}
+
+
+def test_learning_rate_scaling_warms_up_to_the_worker_count():
+    from sgan.train import WarmupToScaled
+
+    schedule = WarmupToScaled(base=1e-3, factor=4, warmup=100)
+    rates = [float(schedule(step)) for step in (0, 50, 100, 1000)]
+    np.testing.assert_allclose(rates, [1e-3, 2.5e-3, 4e-3, 4e-3], rtol=1e-6)
+    sgan = build(TrainConfig(scale_lr=True, warmup_iterations=100, z_dim=16), (28, 28, 1), 10, workers=4)
+    optimizer = sgan.supervised_optimizer
+    assert float(optimizer.learning_rate) == pytest.approx(1e-3)
+    optimizer.iterations.assign(100)
+    assert float(optimizer.learning_rate) == pytest.approx(4e-3)
