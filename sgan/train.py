@@ -10,7 +10,6 @@ noise alike), and each update averages gradients across workers, so N workers wi
 same update as one worker with batch N*b (up to BatchNorm's per-worker batch statistics).
 """
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from tqdm import tqdm
 
 from sgan import atomic, data, distributed, precision
 from sgan.config import TrainConfig
-from sgan.evaluate import accuracy
+from sgan.evaluate import accuracy, load_history
 from sgan.losses import generator_loss, supervised_loss, unsupervised_loss
 from sgan.models import build_discriminator, build_generator
 
@@ -157,7 +156,7 @@ def train(config: TrainConfig, dataset: data.Dataset, labeled: np.ndarray, run_d
     dist.broadcast([step] + [v.value for v in sgan.variables()])
     start = int(step.numpy())
 
-    history = _load_history(run_dir, start)
+    history = [r for r in load_history(run_dir) if r["step"] <= start]  # later ones: the interrupted attempt
     stream_args = dict(batch_size=config.batch_size, seed=config.seed, start_step=start, rank=dist.rank, size=dist.size)
     labeled_batches = iter(data.batches(dataset.x_train[labeled], dataset.y_train[labeled], stream=LABELED_STREAM,
                                         **stream_args))
@@ -197,14 +196,6 @@ def train(config: TrainConfig, dataset: data.Dataset, labeled: np.ndarray, run_d
             with atomic.atomic_path(run_dir / f"{model.name}.keras") as tmp:
                 model.save(tmp)
     return sgan
-
-
-def _load_history(run_dir: Path, start: int) -> list:
-    """The logged records up to the resumed step (later ones belong to the interrupted attempt)."""
-    path = run_dir / "history.json"
-    if not path.exists():
-        return []
-    return [r for r in json.loads(path.read_text()) if r["step"] <= start]
 
 
 if __name__ == "__main__":  # `horovodrun -np N python -m sgan.train --run-dir ...` starts each worker here
