@@ -37,6 +37,7 @@ def classifier_function(discriminator, image_shape):
     """uint8 images -> (probabilities, class), on a float32 copy of the discriminator."""
     import tensorflow as tf
 
+    from sgan import data
     from sgan.models import build_discriminator
 
     float32 = build_discriminator(tuple(image_shape), discriminator.output_shape[-1])
@@ -44,7 +45,7 @@ def classifier_function(discriminator, image_shape):
 
     @tf.function(input_signature=[tf.TensorSpec([None, *image_shape], tf.uint8, name="images")])
     def classify(images):
-        logits = float32(tf.cast(images, tf.float32) / 127.5 - 1.0, training=False)
+        logits = float32(data.scale(images), training=False)
         probabilities = tf.nn.softmax(logits)
         return {"probabilities": probabilities, "class": tf.argmax(probabilities, axis=-1)}  # ONNX output names
 

@@ -10,7 +10,6 @@ import json
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
@@ -35,10 +34,6 @@ def create_app(model_path, max_batch: int = 256, max_body_bytes: int = 8 * 1024 
     @app.exception_handler(HTTPException)
     async def http_error(_, error: HTTPException):
         return JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_, error: RequestValidationError):
-        return JSONResponse({"error": str(error.errors())}, status_code=422)
 
     @app.get("/healthz")
     async def healthz():
