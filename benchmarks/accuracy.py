@@ -1,8 +1,12 @@
-"""Test accuracy of a preset with a label budget over several seeds, beside the supervised-only baseline.
+"""Test accuracy of a preset over label budgets and seeds, beside the supervised-only baseline.
 
-    python benchmarks/accuracy.py --preset seed --labels 100 --seeds 0 1 2 [--data ../shared/data/mnist]
+    python benchmarks/accuracy.py --preset improved --labels 100 --seeds 0 1 2
+    python benchmarks/accuracy.py --preset improved --labels 20 50 100 1000 --seeds 0 --chart sweep.png
 
-Prints one JSON line. Each seed trains from scratch in its own folder under --out (a temporary one by default).
+Prints one JSON line: per label budget, per-seed test accuracy, mean and std, the baseline's, training wall
+time, and how long training took to pass 98% on the held-out validation split (the test set is used once per
+model, at the end). With several label budgets, --chart draws accuracy against labels as a PNG.
+Each run trains from scratch in its own folder under --out (a temporary one by default).
 """
 
 import argparse
@@ -24,50 +28,96 @@ from sgan.download import download_mnist  # noqa: E402
 from sgan.train import train  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+TARGET = 0.98  # time to accuracy: the first validation evaluation at or above this
 
 
-def run_seed(dataset, preset_name, labels, seed, iterations, run_dir) -> dict:
-    labeled = data.choose_labeled(dataset.y_train, labels, dataset.num_classes, seed)
-    config = preset(preset_name, seed=seed, iterations=iterations)
+def run_seed(dataset, config, labels, run_dir) -> dict:
+    labeled = data.choose_labeled(dataset.y_train, labels, dataset.num_classes, config.seed)
     started = time.perf_counter()
     sgan = train(config, dataset, labeled, run_dir)
     train_s = time.perf_counter() - started
+    started = time.perf_counter()
     baseline = train_baseline(config, dataset, labeled)
+    baseline_s = time.perf_counter() - started
+    evaluated = [r for r in evaluate.load_history(run_dir) if "validation_accuracy" in r]
+    passed = [r["seconds"] for r in evaluated if r["validation_accuracy"] >= TARGET]
     return {
-        "accuracy": evaluate.accuracy(sgan.discriminator, dataset.x_test, dataset.y_test),
+        "accuracy": evaluate.accuracy(sgan.classifier, dataset.x_test, dataset.y_test),
         "baseline_accuracy": evaluate.accuracy(baseline, dataset.x_test, dataset.y_test),
         "train_s": round(train_s, 1),
-        "iterations": config.iterations,
+        "baseline_s": round(baseline_s, 1),
+        "seconds_to_98_validation": passed[0] if passed else None,
+        "final_validation_accuracy": evaluated[-1]["validation_accuracy"] if evaluated else None,
     }
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="seed")
-    parser.add_argument("--labels", type=int, default=100)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--iterations", type=int, help="override the preset's iterations")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA if DEFAULT_DATA.is_dir() else None)
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
-
-    started = time.perf_counter()
-    dataset = data.load(args.data or download_mnist())
-    out = args.out or Path(tempfile.mkdtemp(prefix="sgan-accuracy-"))
-    runs = [run_seed(dataset, args.preset, args.labels, s, args.iterations, out / f"seed-{s}") for s in args.seeds]
+def summarize(labels: int, runs: list) -> dict:
     accuracy = np.array([r["accuracy"] for r in runs])
     baseline = np.array([r["baseline_accuracy"] for r in runs])
-    print(json.dumps({
-        "preset": args.preset,
-        "labels": args.labels,
-        "seeds": args.seeds,
-        "iterations": runs[0]["iterations"],
+    return {
+        "labels": labels,
         "accuracy": [round(a, 4) for a in accuracy],
         "mean": round(float(accuracy.mean()), 4),
         "std": round(float(accuracy.std()), 4),
         "baseline_accuracy": [round(a, 4) for a in baseline],
         "baseline_mean": round(float(baseline.mean()), 4),
+        "baseline_std": round(float(baseline.std()), 4),
         "train_s": [r["train_s"] for r in runs],
+        "baseline_s": [r["baseline_s"] for r in runs],
+        "seconds_to_98_validation": [r["seconds_to_98_validation"] for r in runs],
+        "final_validation_accuracy": [r["final_validation_accuracy"] for r in runs],
+    }
+
+
+def plot_sweep(results: list, title: str, path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sgan import atomic
+
+    labels = [r["labels"] for r in results]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, name in (("", "SGAN"), ("baseline_", "supervised only")):
+        ax.errorbar(labels, [100 * r[f"{key}mean"] for r in results], yerr=[100 * r[f"{key}std"] for r in results],
+                    marker="o", capsize=3, label=name)
+    ax.set(xscale="log", xlabel="labeled examples", ylabel="test accuracy (%)", title=title, xticks=labels)
+    ax.set_xticklabels([str(n) for n in labels])
+    ax.grid(alpha=0.3)
+    ax.legend()
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
+    plt.close(fig)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="seed")
+    parser.add_argument("--labels", type=int, nargs="+", default=[100])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--iterations", type=int, help="override the preset's iterations")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA if DEFAULT_DATA.is_dir() else None)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--chart", type=Path, help="PNG of accuracy against labels (with several --labels)")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    dataset = data.load(args.data or download_mnist())
+    out = args.out or Path(tempfile.mkdtemp(prefix="sgan-accuracy-"))
+    results = []
+    for labels in args.labels:
+        configs = [preset(args.preset, seed=seed, iterations=args.iterations) for seed in args.seeds]
+        runs = [run_seed(dataset, c, labels, out / f"labels-{labels}-seed-{c.seed}") for c in configs]
+        results.append(summarize(labels, runs))
+    if args.chart:
+        plot_sweep(results, f"MNIST, {args.preset} preset, {len(args.seeds)} seed(s)", args.chart)
+    print(json.dumps({
+        "preset": args.preset,
+        "seeds": args.seeds,
+        "iterations": configs[0].iterations,
+        "results": results,
+        "chart": str(args.chart) if args.chart else None,
         "wall_s": round(time.perf_counter() - started, 1),
     }))
 

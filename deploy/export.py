@@ -35,12 +35,15 @@ class Parity:
 
 def classifier_function(discriminator, image_shape):
     """uint8 images -> (probabilities, class), on a float32 copy of the discriminator."""
+    import keras
     import tensorflow as tf
 
     from sgan import data
-    from sgan.models import build_discriminator
 
-    float32 = build_discriminator(tuple(image_shape), discriminator.output_shape[-1])
+    def float32_layer(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    float32 = keras.models.clone_model(discriminator, clone_function=float32_layer)
     float32.set_weights([np.asarray(w, np.float32) for w in discriminator.get_weights()])
 
     @tf.function(input_signature=[tf.TensorSpec([None, *image_shape], tf.uint8, name="images")])

@@ -129,7 +129,7 @@ def _tasks_seconds(flow_run_id) -> float:
 
 @flow(name="sgan-pipeline", log_prints=True)
 def sgan_pipeline(
-    preset: Literal["seed"] = "seed",
+    preset: Literal["seed", "improved"] = "seed",
     labels: int = 100,
     seed: int = 0,
     workers: int = 2,

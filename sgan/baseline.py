@@ -11,14 +11,13 @@ from tqdm import tqdm
 from sgan import data
 from sgan.config import TrainConfig
 from sgan.losses import supervised_loss
-from sgan.models import build_discriminator
-from sgan.train import LABELED_STREAM
+from sgan.train import LABELED_STREAM, build_discriminator_for, learning_rate
 
 
 def train_baseline(config: TrainConfig, dataset: data.Dataset, labeled: np.ndarray) -> keras.Model:
     keras.utils.set_random_seed(config.seed)
-    discriminator = build_discriminator(dataset.image_shape, dataset.num_classes, config.seed)
-    optimizer = keras.optimizers.Adam(config.learning_rate, config.beta_1)
+    discriminator = build_discriminator_for(config, dataset.image_shape, dataset.num_classes)
+    optimizer = keras.optimizers.Adam(learning_rate(config), config.beta_1)
 
     @tf.function
     def supervised_step(x, y):
@@ -29,7 +28,7 @@ def train_baseline(config: TrainConfig, dataset: data.Dataset, labeled: np.ndarr
         return loss
 
     batches = data.batches(dataset.x_train[labeled], dataset.y_train[labeled], config.batch_size, config.seed,
-                           LABELED_STREAM)
+                           LABELED_STREAM, balanced_classes=dataset.num_classes if config.balanced_labeled else 0)
     for x, y in tqdm(batches.take(config.iterations), total=config.iterations, desc="baseline"):
         supervised_step(x, y)
     return discriminator

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from sgan import atomic, data
-from sgan.config import PRECISIONS, preset
+from sgan.config import PRECISIONS, PRESETS, preset
 from sgan.errors import UserError
 from sgan.run import RunDir
 
@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train the SGAN (resumes from the latest checkpoint)")
     train.add_argument("--run-dir", type=Path, required=True)
-    train.add_argument("--preset", default="seed")
+    train.add_argument("--preset", default="seed", choices=PRESETS, help="seed: the reference SGAN; improved: "
+                                                                          "feature matching (see README)")
     train.add_argument("--workers", type=int, default=1, help="launch this many Horovod workers (horovodrun)")
     train.add_argument("--hosts", help="Horovod hosts with slots, e.g. node1:4,node2:4 (passed to horovodrun -H)")
     for option, spec in TRAIN_OPTIONS.items():
@@ -237,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pipeline = commands.add_parser("pipeline", help="the whole pipeline as a Prefect flow run (embedded Prefect "
                                                     "unless PREFECT_API_URL points to a server)")
-    pipeline.add_argument("--preset")
+    pipeline.add_argument("--preset", choices=PRESETS)
     pipeline.add_argument("--labels", type=int)
     pipeline.add_argument("--seed", type=int)
     pipeline.add_argument("--workers", type=int)

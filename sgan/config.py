@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from sgan.errors import UserError
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+ALGORITHMS = ("reference", "feature_matching")
+ARCHITECTURES = ("conv", "mlp", "wn-conv")  # see sgan.models
 POSITIVE = ("iterations", "batch_size", "learning_rate", "z_dim", "checkpoint_every", "log_every", "eval_every")
 
 
@@ -13,16 +15,25 @@ POSITIVE = ("iterations", "batch_size", "learning_rate", "z_dim", "checkpoint_ev
 class TrainConfig:
     iterations: int = 6000
     batch_size: int = 32  # per worker
-    learning_rate: float = 1e-3  # Adam, for each of the three updates
+    learning_rate: float = 1e-3  # Adam, for each update
     beta_1: float = 0.9
+    decay_from: float = 1.0  # the learning rate decays linearly to 0 from this fraction of the iterations on
     z_dim: int = 100
     seed: int = 0  # fixes initial weights, data order and noise (the labeled subset's seed is the manifest's)
     checkpoint_every: int = 1000
     log_every: int = 50
-    eval_every: int = 1000  # test accuracy to TensorBoard, for watching only: nothing is selected on it
+    eval_every: int = 1000  # validation accuracy to the history and TensorBoard (if validation > 0)
     precision: str = "fp32"  # fp32 | bf16 | fp16 | auto
     scale_lr: bool = False  # multiply the learning rate by the worker count (Goyal et al. 2017)
     warmup_iterations: int = 0  # ... reaching the scaled rate linearly over this many iterations
+    algorithm: str = "reference"  # reference: 3 updates, non-saturating G | feature_matching: D + G updates
+    architecture: str = "conv"  # conv (the reference's) | mlp (Salimans et al.'s, weight-normalised)
+    input_noise: float = 0.0  # stddev of Gaussian noise on the discriminator's input (mlp)
+    hidden_noise: float = 0.0  # ... and after each of its hidden layers (mlp)
+    data_init: bool = False  # initialise weight-normalised layers from data, and keep hidden layers' scales fixed
+    ema_decay: float = 0.0  # > 0: evaluate and export an exponential moving average of D's weights
+    balanced_labeled: bool = False  # every global labeled batch holds the same number of each class
+    validation: int = 0  # training images held out (unlabeled and unused) to watch accuracy during training
 
     def __post_init__(self):
         for name in POSITIVE:
@@ -34,6 +45,15 @@ class TrainConfig:
             raise UserError(f"precision={self.precision!r} must be one of {', '.join(PRECISIONS)}")
         if not 0 <= self.beta_1 < 1:
             raise UserError(f"beta_1={self.beta_1} must be in [0, 1)")
+        if not 0 <= self.decay_from <= 1:
+            raise UserError(f"decay_from={self.decay_from} must be in [0, 1]")
+        if not 0 <= self.ema_decay < 1:
+            raise UserError(f"ema_decay={self.ema_decay} must be in [0, 1)")
+        if min(self.input_noise, self.hidden_noise, self.validation) < 0:
+            raise UserError("input_noise, hidden_noise and validation must be >= 0")
+        for name, allowed in (("algorithm", ALGORITHMS), ("architecture", ARCHITECTURES)):
+            if getattr(self, name) not in allowed:
+                raise UserError(f"{name}={getattr(self, name)!r} must be one of {', '.join(allowed)}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -42,6 +62,13 @@ class TrainConfig:
 PRESETS = {
     # The reference Keras SGAN (90.67% on MNIST with 100 labels): batch 32, Adam 1e-3, 6,000 iterations.
     "seed": TrainConfig(),
+    # Feature matching (Salimans et al. 2016) with their weight-normalised MLP, Gaussian noise, an EMA of D,
+    # class-balanced labeled batches, Adam beta1 0.5 and a linearly decaying rate: see README, "improved preset".
+    "improved": TrainConfig(
+        iterations=10000, batch_size=100, learning_rate=3e-3, beta_1=0.5, decay_from=0.5,
+        algorithm="feature_matching", architecture="wn-conv", input_noise=0.3, hidden_noise=0.5, ema_decay=0.999,
+        balanced_labeled=True, validation=5000, checkpoint_every=2000, log_every=100, eval_every=1000,
+    ),
 }
 
 

@@ -197,17 +197,47 @@ def batch_indices(n: int, batch_size: int, seed: int, stream: int, start_step: i
             del permutations[old]
 
 
-def batches(x, y, batch_size: int, seed: int, stream: int, start_step: int = 0, rank: int = 0, size: int = 1):
-    """Infinite tf.data stream of scaled (images, labels) batches drawn by `batch_indices`."""
+def balanced_batch_indices(y: np.ndarray, num_classes: int, batch_size: int, seed: int, stream: int,
+                           start_step: int = 0, rank: int = 0, size: int = 1):
+    """Like `batch_indices`, but every global batch holds the same number of examples of each class,
+    each class cycling through its own seeded permutation, and the batch shuffled before workers slice it."""
+    global_batch = batch_size * size
+    members = [np.flatnonzero(y == k) for k in range(num_classes)]
+    per_class = [batch_indices(len(m), global_batch // num_classes, seed, 1000 * (stream + 1) + k, start_step)
+                 for k, m in enumerate(members)]
+    for step in itertools.count(start_step):
+        batch = np.concatenate([m[next(positions)] for m, positions in zip(members, per_class)])
+        batch = np.random.default_rng([seed, stream, step]).permutation(batch)
+        yield batch[rank * batch_size:(rank + 1) * batch_size]
+
+
+def batches(x, y, batch_size: int, seed: int, stream: int, start_step: int = 0, rank: int = 0, size: int = 1,
+            balanced_classes: int = 0):
+    """Infinite tf.data stream of scaled (images, labels) batches drawn by `batch_indices`
+    (or `balanced_batch_indices` over `balanced_classes` classes)."""
     import tensorflow as tf
 
     x_const = tf.constant(x)
     y_const = tf.constant(np.zeros(len(x), np.int64) if y is None else y)
-    indices = tf.data.Dataset.from_generator(
-        lambda: batch_indices(len(x), batch_size, seed, stream, start_step, rank, size),
-        output_signature=tf.TensorSpec([batch_size], tf.int64),
-    )
+    if balanced_classes:
+        if batch_size * size % balanced_classes:
+            raise UserError(f"a class-balanced global batch ({batch_size} x {size} workers) must be a multiple of "
+                            f"the number of classes ({balanced_classes})")
+        generator = balanced_batch_indices(y, balanced_classes, batch_size, seed, stream, start_step, rank, size)
+    else:
+        generator = batch_indices(len(x), batch_size, seed, stream, start_step, rank, size)
+    indices = tf.data.Dataset.from_generator(lambda: generator, output_signature=tf.TensorSpec([batch_size], tf.int64))
     return indices.map(lambda i: (scale(tf.gather(x_const, i)), tf.gather(y_const, i))).prefetch(tf.data.AUTOTUNE)
+
+
+def split_validation(n: int, labeled: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(unlabeled pool, validation) indices: `size` training images outside the labeled subset are held out,
+    so accuracy can be watched during training without touching the test set or using extra labels."""
+    candidates = np.setdiff1d(np.arange(n), labeled)
+    if size > len(candidates):
+        raise UserError(f"validation={size} exceeds the {len(candidates)} unlabeled training images")
+    validation = np.sort(np.random.default_rng([seed, 2]).choice(candidates, size=size, replace=False))
+    return np.setdiff1d(np.arange(n), validation), validation
 
 
 def test_batches(x, batch_size: int = 1000):

@@ -74,9 +74,9 @@ def plot_learning_curves(history: list, path):
         losses.plot(steps, [r[name] for r in history], label=name)
     losses.set(xlabel="iteration", ylabel="loss", title="Losses")
     losses.legend()
-    evaluated = [r for r in history if "test_accuracy" in r]
-    accuracy_ax.plot([r["step"] for r in evaluated], [r["test_accuracy"] for r in evaluated], marker="o")
-    accuracy_ax.set(xlabel="iteration", ylabel="test accuracy", title="Test accuracy (monitoring only)")
+    evaluated = [r for r in history if "validation_accuracy" in r]
+    accuracy_ax.plot([r["step"] for r in evaluated], [r["validation_accuracy"] for r in evaluated], marker="o")
+    accuracy_ax.set(xlabel="iteration", ylabel="validation accuracy", title="Held-out validation accuracy")
     _save_figure(fig, path)
 
 

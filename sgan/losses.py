@@ -21,3 +21,14 @@ def unsupervised_loss(real_logits, fake_logits):
 def generator_loss(fake_logits):
     """Non-saturating generator loss: -log D(G(z)), i.e. generated images labeled real."""
     return tf.reduce_mean(tf.nn.softplus(-tf.reduce_logsumexp(fake_logits, axis=-1)))
+
+
+def feature_matching_loss(real_features, fake_features):
+    """Salimans et al. 2016: || mean f(x_real) - mean f(G(z)) ||^2 over the batch, f an intermediate layer of D.
+
+    The generator matches the statistics the discriminator finds useful instead of fooling it outright,
+    which keeps the classifier's features sharp for semi-supervised learning.
+    """
+    gap = tf.reduce_mean(real_features, axis=0) - tf.reduce_mean(fake_features, axis=0)
+    return tf.reduce_mean(tf.square(gap))
+

@@ -1,15 +1,19 @@
-"""SGAN training: one loop, one step function that reads like the algorithm.
+"""SGAN training: one loop, and step functions that read like the algorithms.
 
-Each iteration makes three Adam updates, as in the reference SGAN:
+`reference` makes three Adam updates per iteration, as in the reference SGAN:
   1. supervised:   the discriminator's softmax head learns the labeled batch (cross-entropy);
   2. unsupervised: its real/fake head D(x) learns real unlabeled images as real, generated ones as fake;
   3. generator:    the generator learns to make D call its images real (non-saturating loss).
+`feature_matching` (Salimans et al. 2016) makes two, from one forward pass over labeled, real and fake images:
+  1. discriminator: supervised + unsupervised loss;
+  2. generator:     match the batch mean of D's last hidden features on real and on generated images.
 
 Data parallel: every worker takes its slice of one global batch (labeled images, unlabeled images and
 noise alike), and each update averages gradients across workers, so N workers with batch b make the
 same update as one worker with batch N*b (up to BatchNorm's per-worker batch statistics).
 """
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,27 +25,32 @@ from tqdm import tqdm
 from sgan import atomic, data, distributed, precision
 from sgan.config import TrainConfig
 from sgan.evaluate import accuracy, load_history
-from sgan.losses import generator_loss, supervised_loss, unsupervised_loss
-from sgan.models import build_discriminator, build_generator
+from sgan.losses import feature_matching_loss, generator_loss, supervised_loss, unsupervised_loss
+from sgan.models import build_discriminator, build_generator, initialize_from_data, with_features
 
 LABELED_STREAM, UNLABELED_STREAM = 0, 1
+INIT_SIZE = 500  # unlabeled images for the data-dependent initialisation of weight-normalised layers
 
 
 @dataclass
 class SGAN:
     generator: keras.Model
     discriminator: keras.Model
-    supervised_optimizer: keras.optimizers.Optimizer
-    unsupervised_optimizer: keras.optimizers.Optimizer
-    generator_optimizer: keras.optimizers.Optimizer
+    optimizers: dict  # name -> keras optimizer, one per update of the algorithm
+    averaged_discriminator: keras.Model | None = None  # exponential moving average of the discriminator
 
-    def optimizers(self):
-        return [self.supervised_optimizer, self.unsupervised_optimizer, self.generator_optimizer]
+    @property
+    def classifier(self) -> keras.Model:
+        """What is evaluated and exported: the averaged discriminator when there is one."""
+        return self.averaged_discriminator or self.discriminator
+
+    def models(self) -> list:
+        return [m for m in (self.generator, self.discriminator, self.averaged_discriminator) if m is not None]
 
     def variables(self) -> list:
         """Everything a checkpoint holds and a broadcast from rank 0 must copy."""
-        optimizer_variables = [v for o in self.optimizers() for v in o.variables]
-        return self.generator.variables + self.discriminator.variables + optimizer_variables
+        optimizer_variables = [v for o in self.optimizers.values() for v in o.variables]
+        return [v for m in self.models() for v in m.variables] + optimizer_variables
 
     def moving_statistics(self) -> list:
         """BatchNorm's moving means and variances: per-worker state that workers must average."""
@@ -49,36 +58,56 @@ class SGAN:
                 if v.dtype == "float32"]
 
 
-class WarmupToScaled(keras.optimizers.schedules.LearningRateSchedule):
-    """The base rate times `factor` (the worker count), reached linearly over `warmup` iterations."""
+class LearningRate(keras.optimizers.schedules.LearningRateSchedule):
+    """The base rate times `factor` (the worker count), reached linearly over `warmup` iterations,
+    then decaying linearly to 0 from iteration `decay_from` to `total`."""
 
-    def __init__(self, base: float, factor: float, warmup: int):
-        self.base, self.factor, self.warmup = base, factor, warmup
+    def __init__(self, base: float, factor: float, warmup: int, decay_from: int, total: int):
+        self.base, self.factor, self.warmup, self.decay_from, self.total = base, factor, warmup, decay_from, total
 
     def __call__(self, step):
-        progress = tf.minimum(tf.cast(step, tf.float32) / max(self.warmup, 1), 1.0)
-        return self.base * (1.0 + (self.factor - 1.0) * progress)
+        step = tf.cast(step, tf.float32)
+        warmup = tf.minimum(step / max(self.warmup, 1), 1.0)
+        decay = tf.clip_by_value((self.total - step) / max(self.total - self.decay_from, 1), 0.0, 1.0)
+        return self.base * (1.0 + (self.factor - 1.0) * warmup) * decay
 
     def get_config(self):
-        return {"base": self.base, "factor": self.factor, "warmup": self.warmup}
+        return {"base": self.base, "factor": self.factor, "warmup": self.warmup, "decay_from": self.decay_from,
+                "total": self.total}
 
 
-def build(config: TrainConfig, image_shape: tuple, num_classes: int, workers: int = 1) -> SGAN:
+def learning_rate(config: TrainConfig, workers: int = 1) -> LearningRate:
+    return LearningRate(config.learning_rate, workers if config.scale_lr else 1, config.warmup_iterations,
+                        int(config.decay_from * config.iterations), config.iterations)
+
+
+def build_discriminator_for(config: TrainConfig, image_shape: tuple, num_classes: int, dtype=None) -> keras.Model:
+    return build_discriminator(image_shape, num_classes, config.seed, dtype, config.architecture,
+                               config.input_noise, config.hidden_noise, train_hidden_scales=not config.data_init)
+
+
+def build(config: TrainConfig, image_shape: tuple, num_classes: int, workers: int = 1, init_images=None) -> SGAN:
+    """`init_images` (scaled real images) initialise the discriminator's weight-normalised layers if
+    `config.data_init`."""
     keras.utils.set_random_seed(config.seed)
     dtype = precision.policy(config.precision)
-    generator = build_generator(config.z_dim, image_shape, dtype)
-    discriminator = build_discriminator(image_shape, num_classes, config.seed, dtype)
-    rate = WarmupToScaled(config.learning_rate, workers, config.warmup_iterations) if config.scale_lr \
-        else config.learning_rate
-
-    def adam():
-        return precision.wrap_optimizer(keras.optimizers.Adam(rate, config.beta_1), config.precision)
-
-    sgan = SGAN(generator, discriminator, adam(), adam(), adam())
-    sgan.supervised_optimizer.build(discriminator.trainable_variables)
-    sgan.unsupervised_optimizer.build(discriminator.trainable_variables)
-    sgan.generator_optimizer.build(generator.trainable_variables)
-    return sgan
+    generator = build_generator(config.z_dim, image_shape, dtype, config.architecture)
+    discriminator = build_discriminator_for(config, image_shape, num_classes, dtype)
+    if config.data_init and init_images is not None:
+        initialize_from_data(discriminator, init_images)
+    rate = learning_rate(config, workers)
+    names = ("supervised", "unsupervised", "generator") if config.algorithm == "reference" \
+        else ("discriminator", "generator")
+    optimizers = {
+        name: precision.wrap_optimizer(keras.optimizers.Adam(rate, config.beta_1), config.precision) for name in names
+    }
+    for name, optimizer in optimizers.items():
+        optimizer.build((generator if name == "generator" else discriminator).trainable_variables)
+    averaged = None
+    if config.ema_decay:
+        averaged = keras.models.clone_model(discriminator)
+        averaged.set_weights(discriminator.get_weights())
+    return SGAN(generator, discriminator, optimizers, averaged)
 
 
 def descend(optimizer, tape, loss, variables, dist: distributed.Distribution):
@@ -98,6 +127,7 @@ def descend(optimizer, tape, loss, variables, dist: distributed.Distribution):
 def make_train_step(sgan: SGAN, config: TrainConfig, dist: distributed.Distribution):
     generator, discriminator = sgan.generator, sgan.discriminator
     moving_statistics = sgan.moving_statistics()
+    optimizers = sgan.optimizers
 
     def noise(key, stream):
         """This worker's slice of the global noise batch: a pure function of (seed, step), so resumable."""
@@ -105,30 +135,54 @@ def make_train_step(sgan: SGAN, config: TrainConfig, dist: distributed.Distribut
                                        tf.random.experimental.stateless_fold_in(key, stream))
         return z[dist.rank * config.batch_size:(dist.rank + 1) * config.batch_size]
 
-    @tf.function
-    def train_step(labeled_x, labeled_y, unlabeled_x, step):
-        key = tf.random.experimental.stateless_fold_in(tf.constant([config.seed, 0], tf.int64), step)
-
+    def reference_updates(labeled_x, labeled_y, unlabeled_x, key):
         with tf.GradientTape() as tape:
             l_supervised = supervised_loss(labeled_y, discriminator(labeled_x, training=True))
-        descend(sgan.supervised_optimizer, tape, l_supervised, discriminator.trainable_variables, dist)
+        descend(optimizers["supervised"], tape, l_supervised, discriminator.trainable_variables, dist)
 
         fake_x = generator(noise(key, 0), training=True)
         with tf.GradientTape() as tape:
             l_unsupervised = unsupervised_loss(
                 discriminator(unlabeled_x, training=True), discriminator(fake_x, training=True)
             )
-        descend(sgan.unsupervised_optimizer, tape, l_unsupervised, discriminator.trainable_variables, dist)
+        descend(optimizers["unsupervised"], tape, l_unsupervised, discriminator.trainable_variables, dist)
 
         with tf.GradientTape() as tape:
             l_generator = generator_loss(discriminator(generator(noise(key, 1), training=True), training=True))
-        descend(sgan.generator_optimizer, tape, l_generator, generator.trainable_variables, dist)
+        descend(optimizers["generator"], tape, l_generator, generator.trainable_variables, dist)
+        return l_supervised, l_unsupervised, l_generator
 
+    def feature_matching_updates(labeled_x, labeled_y, unlabeled_x, key):
+        with tf.GradientTape(persistent=True) as tape:
+            fake_x = generator(noise(key, 0), training=True)
+            features, logits = features_and_logits(tf.concat([labeled_x, unlabeled_x, fake_x], 0), training=True)
+            labeled_logits, real_logits, fake_logits = tf.split(logits, 3)
+            _, real_features, fake_features = tf.split(features, 3)
+            l_supervised = supervised_loss(labeled_y, labeled_logits)
+            l_unsupervised = unsupervised_loss(real_logits, fake_logits)
+            l_discriminator = l_supervised + l_unsupervised
+            l_generator = feature_matching_loss(real_features, fake_features)
+        descend(optimizers["discriminator"], tape, l_discriminator, discriminator.trainable_variables, dist)
+        descend(optimizers["generator"], tape, l_generator, generator.trainable_variables, dist)
+        return l_supervised, l_unsupervised, l_generator
+
+    updates = reference_updates
+    if config.algorithm == "feature_matching":
+        features_and_logits, updates = with_features(discriminator), feature_matching_updates
+    averaged_pairs = [] if sgan.averaged_discriminator is None else [
+        (a, v) for a, v in zip(sgan.averaged_discriminator.variables, discriminator.variables) if "float" in v.dtype
+    ]
+
+    @tf.function
+    def train_step(labeled_x, labeled_y, unlabeled_x, step):
+        key = tf.random.experimental.stateless_fold_in(tf.constant([config.seed, 0], tf.int64), step)
+        losses = updates(labeled_x, labeled_y, unlabeled_x, key)
         if dist.size > 1:
             for variable, average in zip(moving_statistics, dist.average([v.value for v in moving_statistics])):
                 variable.assign(average)
-        losses = dist.average([l_supervised, l_unsupervised, l_generator])
-        return dict(zip(("supervised", "unsupervised", "generator"), losses))
+        for average, variable in averaged_pairs:
+            average.assign(config.ema_decay * average + (1.0 - config.ema_decay) * variable)
+        return dict(zip(("supervised", "unsupervised", "generator"), dist.average(list(losses))))
 
     return train_step
 
@@ -140,15 +194,15 @@ def train(config: TrainConfig, dataset: data.Dataset, labeled: np.ndarray, run_d
     """
     dist = dist or distributed.Distribution()
     run_dir = Path(run_dir)
-    sgan = build(config, dataset.image_shape, dataset.num_classes, dist.size)
+    unlabeled, validation = data.split_validation(len(dataset.x_train), labeled, config.validation, config.seed)
+    init_images = data.scale(dataset.x_train[np.random.default_rng([config.seed, 3]).choice(unlabeled, INIT_SIZE)])
+    sgan = build(config, dataset.image_shape, dataset.num_classes, dist.size, init_images)
     step = tf.Variable(0, dtype=tf.int64)
     checkpoint = tf.train.Checkpoint(
         step=step,
-        generator=sgan.generator.variables,
-        discriminator=sgan.discriminator.variables,
-        supervised_optimizer=sgan.supervised_optimizer,
-        unsupervised_optimizer=sgan.unsupervised_optimizer,
-        generator_optimizer=sgan.generator_optimizer,
+        **{m.name if m is not sgan.averaged_discriminator else "averaged_discriminator": m.variables
+           for m in sgan.models()},
+        **{f"{name}_optimizer": optimizer for name, optimizer in sgan.optimizers.items()},
     )
     manager = tf.train.CheckpointManager(checkpoint, run_dir / "checkpoints", max_to_keep=3)
     if manager.latest_checkpoint:
@@ -158,9 +212,10 @@ def train(config: TrainConfig, dataset: data.Dataset, labeled: np.ndarray, run_d
 
     history = [r for r in load_history(run_dir) if r["step"] <= start]  # later ones: the interrupted attempt
     stream_args = dict(batch_size=config.batch_size, seed=config.seed, start_step=start, rank=dist.rank, size=dist.size)
-    labeled_batches = iter(data.batches(dataset.x_train[labeled], dataset.y_train[labeled], stream=LABELED_STREAM,
-                                        **stream_args))
-    unlabeled_batches = iter(data.batches(dataset.x_train, None, stream=UNLABELED_STREAM, **stream_args))
+    labeled_batches = iter(data.batches(
+        dataset.x_train[labeled], dataset.y_train[labeled], stream=LABELED_STREAM,
+        balanced_classes=dataset.num_classes if config.balanced_labeled else 0, **stream_args))
+    unlabeled_batches = iter(data.batches(dataset.x_train[unlabeled], None, stream=UNLABELED_STREAM, **stream_args))
     train_step = make_train_step(sgan, config, dist)
     writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if dist.is_chief else None
     if dist.is_chief:
@@ -168,6 +223,7 @@ def train(config: TrainConfig, dataset: data.Dataset, labeled: np.ndarray, run_d
         print(f"{dist.size} worker(s) x batch {config.batch_size} = global batch {dist.size * config.batch_size}, "
               f"precision {precision.resolve(config.precision)}, from iteration {start}", flush=True)
 
+    started, seconds_before = time.perf_counter(), history[-1].get("seconds", 0.0) if history else 0.0
     progress = tqdm(total=config.iterations, initial=start, desc="sgan train", unit="it", disable=not dist.is_chief)
     for t in range(start, config.iterations):
         labeled_x, labeled_y = next(labeled_batches)
@@ -177,13 +233,15 @@ def train(config: TrainConfig, dataset: data.Dataset, labeled: np.ndarray, run_d
         done = t + 1
         if dist.is_chief and (done % config.log_every == 0 or done == config.iterations):
             record = {"step": done, **{k: float(v) for k, v in losses.items()}}
-            if done % config.eval_every == 0 or done == config.iterations:
-                record["test_accuracy"] = accuracy(sgan.discriminator, dataset.x_test, dataset.y_test)
+            record["seconds"] = round(seconds_before + time.perf_counter() - started, 1)  # training wall time
+            if len(validation) and (done % config.eval_every == 0 or done == config.iterations):
+                record["validation_accuracy"] = accuracy(sgan.classifier, dataset.x_train[validation],
+                                                         dataset.y_train[validation])
             history.append(record)
-            progress.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k != "step"})
+            progress.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k not in ("step", "seconds")})
             with writer.as_default(step=done):
                 for name, value in record.items():
-                    if name != "step":
+                    if name not in ("step", "seconds"):
                         tf.summary.scalar(name, value)
         if dist.is_chief and (done % config.checkpoint_every == 0 or done == config.iterations):
             manager.save(checkpoint_number=done)
@@ -192,8 +250,8 @@ def train(config: TrainConfig, dataset: data.Dataset, labeled: np.ndarray, run_d
     progress.close()
 
     if dist.is_chief:
-        for model in (sgan.generator, sgan.discriminator):
-            with atomic.atomic_path(run_dir / f"{model.name}.keras") as tmp:
+        for name, model in (("generator", sgan.generator), ("discriminator", sgan.classifier)):
+            with atomic.atomic_path(run_dir / f"{name}.keras") as tmp:
                 model.save(tmp)
     return sgan
 

@@ -41,9 +41,10 @@ def dense_sgan(z_dim):
                                   keras.layers.Reshape((28, 28, 1))], name="generator")
     discriminator = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
                                       keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)])
-    sgan = SGAN(generator, discriminator, *(keras.optimizers.Adam(1e-2) for _ in range(3)))
-    for optimizer, model in zip(sgan.optimizers(), (discriminator, discriminator, generator)):
-        optimizer.build(model.trainable_variables)
+    sgan = SGAN(generator, discriminator, {name: keras.optimizers.Adam(1e-2)
+                                           for name in ("supervised", "unsupervised", "generator")})
+    for name, optimizer in sgan.optimizers.items():
+        optimizer.build((generator if name == "generator" else discriminator).trainable_variables)
     return sgan
 
 

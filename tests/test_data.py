@@ -142,3 +142,33 @@ def test_tf_batches_are_scaled(idx_dir):
     x, y = next(iter(data.batches(dataset.x_train, dataset.y_train, 16, seed=0, stream=0)))
     assert x.shape == (16, 28, 28, 1) and x.dtype.name == "float32" and y.shape == (16,)
     assert -1.0 <= float(np.min(x)) and float(np.max(x)) <= 1.0
+
+
+def test_balanced_batches_hold_every_class_equally_and_resume():
+    y = np.repeat(np.arange(10), [3, 5, 2, 7, 4, 6, 2, 3, 9, 9])
+    full = _take(data.balanced_batch_indices(y, 10, 20, seed=3, stream=0), 8)
+    for batch in full:
+        assert np.bincount(y[batch], minlength=10).tolist() == [2] * 10
+    resumed = _take(data.balanced_batch_indices(y, 10, 20, seed=3, stream=0, start_step=5), 3)
+    for a, b in zip(full[5:], resumed):
+        np.testing.assert_array_equal(a, b)
+    workers = [_take(data.balanced_batch_indices(y, 10, 10, seed=3, stream=0, rank=r, size=2), 8) for r in range(2)]
+    for step in range(8):
+        np.testing.assert_array_equal(np.concatenate([workers[0][step], workers[1][step]]), full[step])
+
+
+def test_unbalanceable_batch_is_a_user_error():
+    with pytest.raises(UserError, match=r"class-balanced global batch \(15 x 1 workers\) must be a multiple"):
+        data.batches(np.zeros((30, 28, 28, 1), np.uint8), np.arange(30) % 10, 15, seed=0, stream=0,
+                     balanced_classes=10)
+
+
+def test_validation_split_is_held_out_from_labels_and_unlabeled_pool():
+    labeled = np.array([0, 5, 9])
+    unlabeled, validation = data.split_validation(20, labeled, 6, seed=1)
+    assert len(validation) == 6 and not set(validation) & set(labeled)
+    assert sorted(np.concatenate([unlabeled, validation])) == list(range(20))
+    np.testing.assert_array_equal(validation, data.split_validation(20, labeled, 6, seed=1)[1])
+    with pytest.raises(UserError, match="validation=18 exceeds the 17 unlabeled training images"):
+        data.split_validation(20, labeled, 18, seed=1)
+

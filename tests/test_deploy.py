@@ -27,6 +27,21 @@ def test_export_passes_checker_and_parity(exported_run):
     assert onnx.TensorProto.FLOAT16 not in initializers and onnx.TensorProto.BFLOAT16 not in initializers
 
 
+def test_improved_preset_run_exports_with_parity(idx_dir, tmp_path):
+    """The improved preset's saved model (custom weight-normalised layers, averaged weights) reloads and exports."""
+    from sgan import atomic, data
+    from sgan.config import preset
+    from sgan.train import train
+
+    dataset = data.load(idx_dir)
+    labeled = data.choose_labeled(dataset.y_train, 20, 10, seed=0)
+    atomic.write_json(tmp_path / "manifest.json", data.manifest(dataset, labeled, seed=0))
+    train(preset("improved", iterations=20, batch_size=10, z_dim=16, validation=0), dataset, labeled, tmp_path)
+    report = export.export_float(tmp_path)
+    assert report["parity"]["max_abs_diff"] <= 1e-5 and report["parity"]["same_class"] >= 0.9999
+    assert Classifier(tmp_path / "model.onnx").predict(dataset.x_test[:3]).probabilities.shape == (3, 10)
+
+
 def test_metadata_round_trip(exported_run):
     run, report, dataset = exported_run
     classifier = Classifier(run / "model.onnx")

@@ -6,17 +6,31 @@ import tensorflow as tf
 
 from sgan import losses
 from sgan.errors import UserError
-from sgan.models import build_discriminator, build_generator, class_probabilities, real_probability
+from sgan.models import (build_discriminator, build_generator, class_probabilities, initialize_from_data,
+                         real_probability, with_features)
 
 
+@pytest.mark.parametrize("architecture", ["conv", "mlp", "wn-conv"])
 @pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
-def test_output_shapes(shape):
-    generator = build_generator(100, shape)
-    discriminator = build_discriminator(shape, 10)
+def test_output_shapes(shape, architecture):
+    generator = build_generator(100, shape, architecture=architecture)
+    discriminator = build_discriminator(shape, 10, architecture=architecture)
     images = generator(tf.random.normal((4, 100)))
     assert images.shape == (4, *shape)
     assert float(tf.reduce_min(images)) >= -1 and float(tf.reduce_max(images)) <= 1
     assert discriminator(images).shape == (4, 10)
+    features, logits = with_features(discriminator)(images)
+    assert features.shape[0] == 4 and np.allclose(logits, discriminator(images), atol=1e-5)
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "wn-conv"])
+def test_data_dependent_init_gives_unit_variance_pre_activations(architecture):
+    images = tf.random.uniform((200, 28, 28, 1), -1, 1, seed=0)
+    discriminator = build_discriminator((28, 28, 1), 10, architecture=architecture, input_noise=0.3, hidden_noise=0.5)
+    initialize_from_data(discriminator, images)
+    logits = discriminator(images, training=False)
+    np.testing.assert_allclose(tf.math.reduce_std(logits, axis=0), 1.0, rtol=1e-3)
+    np.testing.assert_allclose(tf.reduce_mean(logits, axis=0), 0.0, atol=1e-3)
 
 
 def test_generator_rejects_sizes_not_divisible_by_4():

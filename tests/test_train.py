@@ -11,6 +11,10 @@ from sgan.errors import UserError
 from sgan.train import build, make_train_step, train
 
 TINY = TrainConfig(iterations=6, batch_size=8, z_dim=16, log_every=1, eval_every=3, checkpoint_every=100)
+# The improved preset's algorithm and model at a tiny size: feature matching, MLP, noise, EMA, balanced batches.
+# No decay: the resume test stops early by shortening `iterations`, which would move the decay's start.
+TINY_IMPROVED = preset("improved", iterations=6, batch_size=10, z_dim=16, validation=30, log_every=1, eval_every=3,
+                       checkpoint_every=100, decay_from=1.0)
 
 
 @pytest.fixture
@@ -19,9 +23,10 @@ def tiny(idx_dir):
     return dataset, data.choose_labeled(dataset.y_train, 20, 10, seed=0)
 
 
-def test_a_few_steps_lower_the_supervised_loss(tiny):
+@pytest.mark.parametrize("preset_name", ["seed", "improved"])
+def test_a_few_steps_lower_the_supervised_loss(tiny, preset_name):
     dataset, labeled = tiny
-    config = TrainConfig(batch_size=20, z_dim=16)
+    config = preset(preset_name, batch_size=20, z_dim=16, learning_rate=1e-3)
     sgan = build(config, dataset.image_shape, dataset.num_classes)
     step = make_train_step(sgan, config, Distribution())
     x, y = data.scale(dataset.x_train[labeled]), dataset.y_train[labeled]
@@ -34,19 +39,22 @@ def _weights(sgan):
     return [v.numpy() for v in sgan.variables()]
 
 
-def test_resume_continues_the_step_counter_and_matches_an_uninterrupted_run(tiny, tmp_path):
+@pytest.mark.parametrize("config", [TINY, TINY_IMPROVED], ids=["seed", "improved"])
+def test_resume_continues_the_step_counter_and_matches_an_uninterrupted_run(tiny, tmp_path, config):
     dataset, labeled = tiny
-    uninterrupted = train(TINY, dataset, labeled, tmp_path / "a")
+    uninterrupted = train(config, dataset, labeled, tmp_path / "a")
 
     interrupted_dir = tmp_path / "b"
-    train(TrainConfig(**{**TINY.to_dict(), "iterations": 3}), dataset, labeled, interrupted_dir)
+    train(TrainConfig(**{**config.to_dict(), "iterations": 3}), dataset, labeled, interrupted_dir)
     assert tf.train.latest_checkpoint(interrupted_dir / "checkpoints").endswith("ckpt-3")
-    resumed = train(TINY, dataset, labeled, interrupted_dir)
+    resumed = train(config, dataset, labeled, interrupted_dir)
 
     assert tf.train.latest_checkpoint(interrupted_dir / "checkpoints").endswith("ckpt-6")
-    assert int(resumed.supervised_optimizer.iterations.numpy()) == 6
+    assert int(resumed.optimizers["generator"].iterations.numpy()) == 6
     history = json.loads((interrupted_dir / "history.json").read_text())
     assert [r["step"] for r in history] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in history if "validation_accuracy" in r] == ([3, 6] if config.validation else [])
+    assert all(r["seconds"] >= 0 for r in history) and history[-1]["seconds"] >= history[0]["seconds"]
     for a, b in zip(_weights(uninterrupted), _weights(resumed)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
@@ -68,6 +76,24 @@ def test_impossible_configs_are_user_errors():
     with pytest.raises(UserError, match="unknown preset 'fast'"):
         preset("fast")
     assert preset("seed", iterations=10, batch_size=None).iterations == 10
+    with pytest.raises(UserError, match="architecture='resnet' must be one of conv, mlp, wn-conv"):
+        preset("improved", architecture="resnet")
+    with pytest.raises(UserError, match="ema_decay=1.0 must be in"):
+        preset("improved", ema_decay=1.0)
+
+
+def test_improved_preset_averages_the_discriminator_it_exports(tiny, tmp_path):
+    dataset, labeled = tiny
+    sgan = train(TINY_IMPROVED, dataset, labeled, tmp_path)
+    assert sgan.classifier is sgan.averaged_discriminator
+    averaged = [v.numpy() for v in sgan.averaged_discriminator.trainable_variables]
+    raw = [v.numpy() for v in sgan.discriminator.trainable_variables]
+    assert any(not np.allclose(a, r) for a, r in zip(averaged, raw))
+    import keras
+
+    saved = keras.models.load_model(tmp_path / "discriminator.keras")
+    for a, s in zip(averaged, [v.numpy() for v in saved.trainable_variables]):
+        np.testing.assert_array_equal(a, s)
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
@@ -85,14 +111,14 @@ def test_mixed_precision_trains_with_float32_logits_and_weights(tiny, precision)
     assert {v.dtype for v in sgan.discriminator.trainable_variables} == {"float32"}
 
 
-def test_learning_rate_scaling_warms_up_to_the_worker_count():
-    from sgan.train import WarmupToScaled
+def test_learning_rate_warms_up_to_the_worker_count_and_decays_to_zero():
+    from sgan.train import LearningRate
 
-    schedule = WarmupToScaled(base=1e-3, factor=4, warmup=100)
-    rates = [float(schedule(step)) for step in (0, 50, 100, 1000)]
-    np.testing.assert_allclose(rates, [1e-3, 2.5e-3, 4e-3, 4e-3], rtol=1e-6)
+    schedule = LearningRate(base=1e-3, factor=4, warmup=100, decay_from=1000, total=2000)
+    rates = [float(schedule(step)) for step in (0, 50, 100, 1000, 1500, 2000)]
+    np.testing.assert_allclose(rates, [1e-3, 2.5e-3, 4e-3, 4e-3, 2e-3, 0.0], rtol=1e-6, atol=1e-12)
     sgan = build(TrainConfig(scale_lr=True, warmup_iterations=100, z_dim=16), (28, 28, 1), 10, workers=4)
-    optimizer = sgan.supervised_optimizer
+    optimizer = sgan.optimizers["supervised"]
     assert float(optimizer.learning_rate) == pytest.approx(1e-3)
     optimizer.iterations.assign(100)
     assert float(optimizer.learning_rate) == pytest.approx(4e-3)
