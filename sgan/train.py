@@ -44,13 +44,15 @@ class SGAN:
         """What is evaluated and exported: the averaged discriminator when there is one."""
         return self.averaged_discriminator or self.discriminator
 
-    def models(self) -> list:
-        return [m for m in (self.generator, self.discriminator, self.averaged_discriminator) if m is not None]
+    def models(self) -> dict:
+        named = {"generator": self.generator, "discriminator": self.discriminator,
+                 "averaged_discriminator": self.averaged_discriminator}
+        return {name: model for name, model in named.items() if model is not None}
 
     def variables(self) -> list:
         """Everything a checkpoint holds and a broadcast from rank 0 must copy."""
         optimizer_variables = [v for o in self.optimizers.values() for v in o.variables]
-        return [v for m in self.models() for v in m.variables] + optimizer_variables
+        return [v for m in self.models().values() for v in m.variables] + optimizer_variables
 
     def moving_statistics(self) -> list:
         """BatchNorm's moving means and variances: per-worker state that workers must average."""
@@ -200,8 +202,7 @@ def train(config: TrainConfig, dataset: data.Dataset, labeled: np.ndarray, run_d
     step = tf.Variable(0, dtype=tf.int64)
     checkpoint = tf.train.Checkpoint(
         step=step,
-        **{m.name if m is not sgan.averaged_discriminator else "averaged_discriminator": m.variables
-           for m in sgan.models()},
+        **{name: model.variables for name, model in sgan.models().items()},
         **{f"{name}_optimizer": optimizer for name, optimizer in sgan.optimizers.items()},
     )
     manager = tf.train.CheckpointManager(checkpoint, run_dir / "checkpoints", max_to_keep=3)
