@@ -27,9 +27,9 @@ class TrainConfig:
     scale_lr: bool = False  # multiply the learning rate by the worker count (Goyal et al. 2017)
     warmup_iterations: int = 0  # ... reaching the scaled rate linearly over this many iterations
     algorithm: str = "reference"  # reference: 3 updates, non-saturating G | feature_matching: D + G updates
-    architecture: str = "conv"  # conv (the reference's) | mlp (Salimans et al.'s, weight-normalised)
-    input_noise: float = 0.0  # stddev of Gaussian noise on the discriminator's input (mlp)
-    hidden_noise: float = 0.0  # ... and after each of its hidden layers (mlp)
+    architecture: str = "conv"  # conv (the reference's) | mlp (Salimans et al.'s) | wn-conv (weight-normalised conv)
+    input_noise: float = 0.0  # stddev of Gaussian noise on the discriminator's input (mlp, wn-conv)
+    hidden_noise: float = 0.0  # ... and after each of its hidden layers (mlp, wn-conv)
     data_init: bool = False  # initialise weight-normalised layers from data, and keep hidden layers' scales fixed
     ema_decay: float = 0.0  # > 0: evaluate and export an exponential moving average of D's weights
     balanced_labeled: bool = False  # every global labeled batch holds the same number of each class
@@ -62,8 +62,9 @@ class TrainConfig:
 PRESETS = {
     # The reference Keras SGAN (90.67% on MNIST with 100 labels): batch 32, Adam 1e-3, 6,000 iterations.
     "seed": TrainConfig(),
-    # Feature matching (Salimans et al. 2016) with their weight-normalised MLP, Gaussian noise, an EMA of D,
-    # class-balanced labeled batches, Adam beta1 0.5 and a linearly decaying rate: see README, "improved preset".
+    # Feature matching (Salimans et al. 2016), a weight-normalised conv D (measured against their MLP), Gaussian noise,
+    # an EMA of D, class-balanced labeled batches, Adam beta1 0.5 and a linearly decaying rate: see README,
+    # "The improved preset".
     "improved": TrainConfig(
         iterations=10000, batch_size=100, learning_rate=3e-3, beta_1=0.5, decay_from=0.5,
         algorithm="feature_matching", architecture="wn-conv", input_noise=0.3, hidden_noise=0.5, ema_decay=0.999,

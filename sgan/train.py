@@ -89,13 +89,12 @@ def build_discriminator_for(config: TrainConfig, image_shape: tuple, num_classes
 
 
 def build(config: TrainConfig, image_shape: tuple, num_classes: int, workers: int = 1, init_images=None) -> SGAN:
-    """`init_images` (scaled real images) initialise the discriminator's weight-normalised layers if
-    `config.data_init`."""
+    """`init_images` (scaled real images), when given, initialise the discriminator's weight-normalised layers."""
     keras.utils.set_random_seed(config.seed)
     dtype = precision.policy(config.precision)
     generator = build_generator(config.z_dim, image_shape, dtype, config.architecture)
     discriminator = build_discriminator_for(config, image_shape, num_classes, dtype)
-    if config.data_init and init_images is not None:
+    if init_images is not None:
         initialize_from_data(discriminator, init_images)
     rate = learning_rate(config, workers)
     names = ("supervised", "unsupervised", "generator") if config.algorithm == "reference" \
@@ -197,7 +196,9 @@ def train(config: TrainConfig, dataset: data.Dataset, labeled: np.ndarray, run_d
     dist = dist or distributed.Distribution()
     run_dir = Path(run_dir)
     unlabeled, validation = data.split_validation(len(dataset.x_train), labeled, config.validation, config.seed)
-    init_images = data.scale(dataset.x_train[np.random.default_rng([config.seed, 3]).choice(unlabeled, INIT_SIZE)])
+    init_images = None
+    if config.data_init:
+        init_images = data.scale(dataset.x_train[np.random.default_rng([config.seed, 3]).choice(unlabeled, INIT_SIZE)])
     sgan = build(config, dataset.image_shape, dataset.num_classes, dist.size, init_images)
     step = tf.Variable(0, dtype=tf.int64)
     checkpoint = tf.train.Checkpoint(
@@ -217,6 +218,7 @@ def train(config: TrainConfig, dataset: data.Dataset, labeled: np.ndarray, run_d
         dataset.x_train[labeled], dataset.y_train[labeled], stream=LABELED_STREAM,
         balanced_classes=dataset.num_classes if config.balanced_labeled else 0, **stream_args))
     unlabeled_batches = iter(data.batches(dataset.x_train[unlabeled], None, stream=UNLABELED_STREAM, **stream_args))
+    validation_x, validation_y = dataset.x_train[validation], dataset.y_train[validation]
     train_step = make_train_step(sgan, config, dist)
     writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if dist.is_chief else None
     if dist.is_chief:
@@ -236,8 +238,7 @@ def train(config: TrainConfig, dataset: data.Dataset, labeled: np.ndarray, run_d
             record = {"step": done, **{k: float(v) for k, v in losses.items()}}
             record["seconds"] = round(seconds_before + time.perf_counter() - started, 1)  # training wall time
             if len(validation) and (done % config.eval_every == 0 or done == config.iterations):
-                record["validation_accuracy"] = accuracy(sgan.classifier, dataset.x_train[validation],
-                                                         dataset.y_train[validation])
+                record["validation_accuracy"] = accuracy(sgan.classifier, validation_x, validation_y)
             history.append(record)
             progress.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k not in ("step", "seconds")})
             with writer.as_default(step=done):
