@@ -1,113 +1,153 @@
-"""HTTP service for the ONNX classifier: FastAPI on uvicorn, onnxruntime and numpy only.
+"""HTTP service for the ONNX classifier: FastAPI on uvicorn, onnxruntime and numpy only (no TensorFlow).
 
-POST /v1/predict takes either JSON `{"images": [...]}` (nested lists of integers 0-255, shaped
-[N, H, W, C] or [N, H, W] for one channel) or one raw PNG/JPEG body (Content-Type image/png or image/jpeg).
-Every bad request gets a 4xx with `{"error": "..."}`; none reaches a 500.
+- `POST /v1/predict`: JSON `{"images": [...]}` (nested integers 0-255, [N, H, W, C] or [N, H, W]) or one raw
+  PNG/JPEG body (Content-Type image/png or image/jpeg);
+- the Open Inference Protocol under `/v2` (see deploy/v2.py);
+- `GET /healthz` (liveness), `GET /readyz` (readiness), `GET /v1/model`, `GET /metrics` (Prometheus).
+
+Every status an endpoint can return is declared in the OpenAPI document (`/openapi.json`); every client
+error is a 4xx with `{"error": "..."}` (deploy/contract.py).
 """
 
-import io
+import hashlib
 import json
+import logging
+import os
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import numpy as np
+import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException
 
+from deploy import contract, decoding, metrics, v2
+from deploy.decoding import RequestError
 from deploy.runtime import Classifier, InputError
 
 IMAGE_TYPES = ("image/png", "image/jpeg")
+CONFIG_VARIABLE = "SGAN_SERVE_CONFIG"  # how `sgan serve --workers N` hands create_app's arguments to each worker
 
 
-class RequestError(Exception):
-    def __init__(self, status: int, message: str):
-        self.status, self.message = status, message
+class Service:
+    """What the handlers share: the classifier, its limits, and whether it is ready for traffic."""
+
+    def __init__(self, model_path, max_batch: int, max_body_bytes: int, model_name: str):
+        self.classifier = Classifier(model_path, max_batch=max_batch)
+        self.version = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:12]  # content, not file name
+        self.max_batch, self.max_body_bytes, self.model_name = max_batch, max_body_bytes, model_name
+        self.ready = False
+
+    def predict(self, images):
+        prediction = self.classifier.predict(images)
+        metrics.observe_batch(len(images))
+        return prediction
+
+    def warm_up(self):
+        """One inference before taking traffic: readiness means the model has answered."""
+        self.classifier.predict(np.zeros((1, *self.classifier.image_shape), np.uint8))
+        self.ready = True
+
+    def require_ready(self):
+        if not self.ready:
+            raise RequestError(503, "not ready")
 
 
-def create_app(model_path, max_batch: int = 256, max_body_bytes: int = 8 * 1024 * 1024) -> FastAPI:
-    classifier = Classifier(model_path, max_batch=max_batch)
-    app = FastAPI(title="sgan classifier", version="1")
+def create_app(model_path, max_batch: int = 256, max_body_bytes: int = 8 * 1024 * 1024,
+               model_name: str = "sgan") -> FastAPI:
+    service = Service(model_path, max_batch, max_body_bytes, model_name)
+    classifier = service.classifier
+
+    @asynccontextmanager
+    async def lifespan(_):
+        service.warm_up()
+        yield
+        service.ready = False  # draining: platforms stop routing here
+
+    app = FastAPI(title="sgan classifier", version="2", lifespan=lifespan,
+                  description="Classifies images with an sgan ONNX model. Errors are `{\"error\": \"...\"}`.")
+    app.add_middleware(metrics.MetricsMiddleware)
 
     @app.exception_handler(RequestError)
     async def request_error(_, error: RequestError):
         return JSONResponse({"error": error.message}, status_code=error.status)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_, error: HTTPException):
-        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
+    async def http_error(_, error: HTTPException):  # 404 and 405 (with its Allow header) from the router
+        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
 
-    @app.get("/healthz")
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_, error: RequestValidationError):
+        first = error.errors()[0]
+        return JSONResponse({"error": f"{'.'.join(map(str, first['loc']))}: {first['msg']}"}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def server_error(_, error: Exception):  # a bug, not a client error: logged, and still JSON
+        logging.getLogger("sgan.serve").exception("unhandled error")
+        return JSONResponse({"error": f"internal error ({type(error).__name__})"}, status_code=500)
+
+    @app.get("/healthz", response_model=contract.Status, tags=["health"])
     async def healthz():
+        """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/v1/model")
-    async def model():
-        return classifier.metadata
+    @app.get("/readyz", response_model=contract.Status, responses=contract.responses(503), tags=["health"])
+    async def readyz():
+        """Readiness: the model is loaded and has answered a warm-up inference; false while shutting down."""
+        service.require_ready()
+        return {"status": "ready"}
 
-    @app.post("/v1/predict")
+    @app.get("/v1/model", response_model=contract.ModelInfo)
+    async def model():
+        return {**classifier.metadata, "class_names": classifier.class_names}
+
+    @app.post("/v1/predict", response_model=contract.PredictResponse,
+              responses=contract.responses(400, 413, 415, 422),
+              openapi_extra=contract.request_body(contract.images_schema(classifier.image_shape, max_batch),
+                                                  *IMAGE_TYPES))
     async def predict(request: Request):
-        body = await _read_limited(request, max_body_bytes)
+        body = await decoding.read_limited(request, max_body_bytes)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type in IMAGE_TYPES:
-            images = _decode_image(body, classifier.image_shape)
+            images = decoding.image_file(body, classifier.image_shape)
         elif content_type == "application/json":
-            images = _json_images(body)
+            images = decoding.json_images(decoding.parse_json(body), max_batch)
         else:
             raise RequestError(415, f"Content-Type must be application/json, {' or '.join(IMAGE_TYPES)}")
-        if len(images) > max_batch:
-            raise RequestError(413, f"batch of {len(images)} images exceeds the limit of {max_batch}")
         try:
-            prediction = classifier.predict(images)
+            prediction = service.predict(images)
         except InputError as e:
             raise RequestError(422, str(e)) from None
         names = classifier.class_names
-        return {
+        return Response(orjson.dumps({  # already the declared shape: skip re-validating it
             "classes": prediction.classes.tolist(),
             "labels": [names[c] if c < len(names) else str(c) for c in prediction.classes],
-            "probabilities": prediction.probabilities.round(6).tolist(),
-        }
+            "probabilities": prediction.probabilities.astype(np.float64).round(6).tolist(),
+        }), media_type="application/json")
 
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["health"])
+    async def prometheus():
+        """Prometheus text format: requests by route and status, latency histogram, batch sizes."""
+        content, media_type = metrics.exposition()
+        return Response(content, media_type=media_type)
+
+    app.include_router(v2.router(service))
+
+    def openapi():
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            document = get_openapi(title=app.title, version=app.version, description=app.description,
+                                   routes=app.routes)
+            app.openapi_schema = contract.add_schemas(document, model_name)
+        return app.openapi_schema
+
+    app.openapi = openapi
     return app
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestError(413, f"body of {declared} bytes exceeds the limit of {limit}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit:
-            raise RequestError(413, f"body exceeds the limit of {limit} bytes")
-    return bytes(body)
-
-
-def _json_images(body: bytes) -> np.ndarray:
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RequestError(400, f"malformed JSON: {e}") from None
-    if not isinstance(payload, dict) or "images" not in payload:
-        raise RequestError(422, 'JSON body must be an object with an "images" field')
-    try:
-        images = np.asarray(payload["images"])
-    except (ValueError, TypeError):
-        raise RequestError(422, "images must be a rectangular nested list (all images the same shape)") from None
-    if images.dtype == np.bool_ or (images.size and not np.issubdtype(images.dtype, np.integer)):
-        raise RequestError(422, f"images must hold integers 0-255, got {images.dtype.name} values")
-    if images.size and (images.min() < 0 or images.max() > 255):
-        raise RequestError(422, f"pixel values must be in 0-255, got {images.min()}..{images.max()}")
-    if images.ndim < 3:
-        raise RequestError(422, f"images must be a batch [N, H, W, C], got shape {list(images.shape)}")
-    return images.astype(np.uint8)
-
-
-def _decode_image(body: bytes, image_shape: tuple) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        image = Image.open(io.BytesIO(body))
-        image.load()
-    except (UnidentifiedImageError, OSError) as e:
-        raise RequestError(400, f"not a readable PNG or JPEG image ({e})") from None
-    array = np.asarray(image.convert("L" if image_shape[-1] == 1 else "RGB"))
-    return array.reshape(1, *array.shape[:2], image_shape[-1])
+def app_from_env() -> FastAPI:
+    """The app for one of several uvicorn worker processes, configured by `sgan serve` (deploy/serve.py)."""
+    return create_app(**json.loads(os.environ[CONFIG_VARIABLE]))

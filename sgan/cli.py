@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deploy.serve import add_arguments as add_serve_arguments
 from sgan import atomic, data
 from sgan.config import PRECISIONS, PRESETS, preset
 from sgan.errors import UserError
@@ -158,12 +159,9 @@ def cmd_predict(args):
 
 
 def cmd_serve(args):
-    import uvicorn
+    from deploy.serve import run
 
-    from deploy.server import create_app
-
-    app = create_app(args.model, max_batch=args.max_batch, max_body_bytes=args.max_body_bytes)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    run(args)
 
 
 def cmd_pipeline(args):
@@ -228,12 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="one JSON list instead of one line per image")
     predict.set_defaults(func=cmd_predict)
 
-    serve = commands.add_parser("serve", help="HTTP prediction service")
-    serve.add_argument("model", type=Path)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--max-batch", type=int, default=256)
-    serve.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024)
+    serve = commands.add_parser("serve", help="HTTP prediction service (v1 and KServe v2 APIs, Prometheus metrics)")
+    add_serve_arguments(serve)
     serve.set_defaults(func=cmd_serve)
 
     pipeline = commands.add_parser("pipeline", help="the whole pipeline as a Prefect flow run (embedded Prefect "

@@ -1,0 +1,62 @@
+"""`sgan serve`: the HTTP service on uvicorn, in one or several worker processes.
+
+    python -m deploy.serve MODEL.onnx [--host 0.0.0.0] [--port 8000] [--workers 2]
+
+Runs without TensorFlow (the slim image, deploy/Dockerfile, starts it this way). Workers share the port;
+Prometheus samples from all of them are summed at /metrics through a per-server multiprocess folder.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from sgan.errors import UserError
+
+
+def add_arguments(parser: argparse.ArgumentParser):
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1, help="server processes (one per core is a good start)")
+    parser.add_argument("--max-batch", type=int, default=256, help="images per request")
+    parser.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024)
+    parser.add_argument("--model-name", default="sgan", help="the model's name in the v2 (KServe) API")
+
+
+def run(args):
+    if args.workers < 1 or args.max_batch < 1 or args.max_body_bytes < 1:
+        raise UserError("--workers, --max-batch and --max-body-bytes must be at least 1")
+    from deploy.runtime import Classifier
+
+    Classifier(args.model)  # a bad model file is one line here, not a traceback in every worker
+    config = {"model_path": str(args.model.resolve()), "max_batch": args.max_batch,
+              "max_body_bytes": args.max_body_bytes, "model_name": args.model_name}
+    metrics_dir = tempfile.mkdtemp(prefix="sgan-metrics-")
+    os.environ.update({"SGAN_SERVE_CONFIG": json.dumps(config), "PROMETHEUS_MULTIPROC_DIR": metrics_dir})
+    import uvicorn
+
+    try:
+        uvicorn.run("deploy.server:app_from_env", factory=True, host=args.host, port=args.port,
+                    workers=args.workers, log_level="warning")
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy.serve", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except UserError as e:
+        print(f"sgan serve: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

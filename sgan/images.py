@@ -1,0 +1,23 @@
+"""Image files to arrays of one shape: what `prepare`, `predict` and the HTTP service share (Pillow and numpy only).
+
+Decoders read the header first, so a file's declared size is checked before a pixel is decoded.
+"""
+
+import numpy as np
+from PIL import Image
+
+MAX_PIXELS = 2048 * 2048  # a larger declared size is refused from the header alone (decompression bombs)
+FORMATS = ("PNG", "JPEG")
+
+
+def to_shape(image: Image.Image, shape: tuple) -> np.ndarray:
+    """[H, W, C] uint8: converted to grayscale (C=1) or RGB (C=3), resized to H x W if it differs.
+    JPEGs are decoded at a reduced scale when that still covers H x W (Pillow's draft mode)."""
+    height, width, channels = shape
+    mode = "L" if channels == 1 else "RGB"
+    if image.format == "JPEG":
+        image.draft(mode, (width, height))
+    image = image.convert(mode)
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(image).reshape(height, width, channels)
