@@ -26,6 +26,8 @@ class Classifier:
         """`model`: a path to an .onnx file, or its bytes."""
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        if threads == 1:  # a server's worker processes are its parallelism: no thread pool spinning beside them
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             source = model if isinstance(model, bytes) else str(model)
             self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])

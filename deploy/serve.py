@@ -41,7 +41,7 @@ def run(args):
 
     try:
         uvicorn.run("deploy.server:app_from_env", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, log_level="warning")
+                    workers=args.workers, log_level="warning", access_log=False)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 

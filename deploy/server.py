@@ -9,6 +9,7 @@ Every status an endpoint can return is declared in the OpenAPI document (`/opena
 error is a 4xx with `{"error": "..."}` (deploy/contract.py).
 """
 
+import gc
 import hashlib
 import json
 import logging
@@ -35,7 +36,7 @@ class Service:
     """What the handlers share: the classifier, its limits, and whether it is ready for traffic."""
 
     def __init__(self, model_path, max_batch: int, max_body_bytes: int, model_name: str):
-        self.classifier = Classifier(model_path, max_batch=max_batch)
+        self.classifier = Classifier(model_path, max_batch=max_batch, threads=1)
         self.version = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:12]  # content, not file name
         self.max_batch, self.max_body_bytes, self.model_name = max_batch, max_body_bytes, model_name
         self.ready = False
@@ -63,6 +64,8 @@ def create_app(model_path, max_batch: int = 256, max_body_bytes: int = 8 * 1024 
     @asynccontextmanager
     async def lifespan(_):
         service.warm_up()
+        gc.collect()
+        gc.freeze()  # the start-up objects (FastAPI, pydantic, onnxruntime) leave the collector's scans: no p99 stalls
         yield
         service.ready = False  # draining: platforms stop routing here
 

@@ -1,0 +1,53 @@
+"""The slim serving image (deploy/Dockerfile) cannot be built here (no Docker engine): lint it, keep its pins equal
+to the lock file, and check that the files it copies are all the server needs, without TensorFlow."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+
+
+def _pins(path: Path) -> dict:
+    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    return {name.lower().replace("_", "-"): version for name, version in (line.split("==") for line in lines)}
+
+
+def test_serving_pins_equal_the_lock_and_hold_no_tensorflow():
+    serving, lock = _pins(ROOT / "deploy" / "requirements.txt"), _pins(ROOT / "requirements.lock")
+    assert {"onnxruntime", "numpy", "pillow", "fastapi", "uvicorn", "prometheus-client"} <= set(serving)
+    for name, version in serving.items():
+        assert lock.get(name) == version, name
+    assert not [name for name in serving if name.startswith(("tensorflow", "keras", "tf2onnx", "horovod"))]
+
+
+def test_serving_image_is_non_root_with_a_healthcheck_and_lints_clean():
+    text = DOCKERFILE.read_text()
+    user = re.findall(r"^USER (\S+)", text, flags=re.M)
+    assert user and not user[-1].startswith(("root", "0"))
+    assert re.search(r"^HEALTHCHECK .*\n?.*readyz", text, flags=re.M)
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
+    result = subprocess.run([hadolint, "--config", str(ROOT / ".hadolint.yaml"), str(DOCKERFILE)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_files_the_image_copies_are_all_the_server_imports(tmp_path):
+    """Lay out /app as the COPY lines do, and import the server from there alone."""
+    for sources, target in re.findall(r"^COPY (.+) (\S+)$", DOCKERFILE.read_text(), flags=re.M):
+        for source in sources.split():
+            destination = tmp_path / target.removeprefix("./") / (Path(source).name if target.endswith("/") else "")
+            if (ROOT / source).is_dir():
+                shutil.copytree(ROOT / source, destination, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(ROOT / source, destination)
+    check = ("import sys, deploy.serve, deploy.server, sgan; "
+             "assert sgan.__file__.startswith(sys.argv[1]), sgan.__file__; "
+             "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx')]")
+    result = subprocess.run([sys.executable, "-c", check, str(tmp_path)], cwd=tmp_path, capture_output=True,
+                            text=True, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
