@@ -32,8 +32,8 @@ def worker(args):
     dist.broadcast([v.value for v in sgan.variables()])
     step = make_train_step(sgan, config, dist)
     stream = dict(batch_size=config.batch_size, seed=0, rank=dist.rank, size=dist.size)
-    labeled_batches = iter(data.batches(dataset.x_train[labeled], dataset.y_train[labeled], stream=LABELED_STREAM, **stream))
-    unlabeled_batches = iter(data.batches(dataset.x_train, None, stream=UNLABELED_STREAM, **stream))
+    labeled_batches = iter(data.batches(dataset.x_train, dataset.y_train, labeled, stream=LABELED_STREAM, **stream))
+    unlabeled_batches = iter(data.batches(dataset.x_train, None, np.arange(len(dataset.x_train)), stream=UNLABELED_STREAM, **stream))
 
     def run(first, count):
         for t in range(first, first + count):

@@ -24,10 +24,29 @@ class GateFailed(UserError):
         self.version_dir = version_dir
 
 
+def leaked_test_images(manifest: dict) -> int:
+    leaks = manifest.get("leaks") or {}
+    return leaks.get("test_images_in_labeled", 0) + leaks.get("test_images_in_unlabeled", 0)
+
+
+def _percent(value) -> str:
+    return "not measured" if value is None else f"{value:.2%}"
+
+
 def model_card(metrics: dict, manifest: dict, onnx_report: dict, version: str) -> str:
     parity, int8 = onnx_report["float"]["parity"], onnx_report["int8"]
     baseline = metrics.get("baseline_test_accuracy")
-    per_class = " | ".join(f"{a:.1%}" for a in metrics["per_class_accuracy"])
+    names = manifest.get("class_names") or [str(k) for k in range(len(manifest["per_class"]))]
+    labeled = (f"{manifest['labels']} ({manifest['per_class'][0]} per class, seed {manifest['seed']})"
+               if manifest.get("labeled_by", "seed") == "seed" else f"{manifest['labels']} (as the data marks them)")
+    leaked = leaked_test_images(manifest)
+    evaluation = (["Per-class test accuracy: " + ", ".join(f"{n} {a:.1%}" for n, a in
+                                                             zip(names, metrics["per_class_accuracy"]))]
+                  if metrics["test_accuracy"] is not None else
+                  ["**Unevaluated**: the data has no test set, so this model's accuracy is unknown."])
+    if leaked:
+        evaluation.append(f"**Warning**: {leaked} test images also appear in the training data; the test accuracy "
+                          "overstates.")
     return "\n".join([
         f"# sgan classifier {version}",
         "",
@@ -35,15 +54,17 @@ def model_card(metrics: dict, manifest: dict, onnx_report: dict, version: str) -
         "",
         "| | |",
         "| --- | --- |",
-        f"| test accuracy | {metrics['test_accuracy']:.2%} |",
+        f"| test accuracy | {_percent(metrics['test_accuracy'])} |",
         f"| supervised-only baseline (same labels) | {baseline:.2%} |" if baseline is not None else "| baseline | not run |",
-        f"| labeled examples | {manifest['labels']} ({manifest['per_class'][0]} per class, seed {manifest['seed']}) |",
+        f"| classes | {', '.join(names)} |",
+        f"| labeled examples | {labeled} |",
+        f"| images learned from unlabeled | {manifest['dataset']['train_size']} |",
         f"| training iterations | {metrics['iterations']} |",
         f"| ONNX parity (max abs diff, same class) | {parity['max_abs_diff']:.1e}, {parity['same_class']:.2%} |",
         f"| INT8 edge model | {'published' if int8['published'] else 'not published'}, "
-        f"{int8['test_accuracy']:.2%} |",
+        f"{_percent(int8['test_accuracy'])} |",
         "",
-        f"Per-class accuracy: {per_class}",
+        *evaluation,
         "",
         "Input: uint8 images `[N, H, W, C]` named `images`; outputs `probabilities` `[N, K]` and `class` `[N]`.",
         f"Dataset SHA-256: `{manifest['dataset']['sha256']}`.",
@@ -56,9 +77,12 @@ def next_version(models_root: Path) -> str:
     return f"v{max(numbers, default=0) + 1:04d}"
 
 
-def publish(run_dir, models_root, accuracy_gate: float) -> Path:
+def publish(run_dir, models_root, accuracy_gate: float, allow_test_leaks: bool = False) -> Path:
     """Copies the run's artifacts into the next version directory (renamed into place whole), then moves
-    `latest` to it if the test accuracy reaches the gate. Raises GateFailed, leaving `latest` as it was."""
+    `latest` to it if the test accuracy reaches the gate. Raises GateFailed, leaving `latest` as it was.
+
+    A gate (accuracy_gate > 0) never passes silently: not without a test set, and not on a test set that shares
+    images with the training data unless `allow_test_leaks`."""
     run_dir, models_root = Path(run_dir), Path(models_root)
     run = RunDir(run_dir)
     metrics, manifest = run.read_json("metrics.json", "evaluate first"), run.manifest()
@@ -75,7 +99,14 @@ def publish(run_dir, models_root, accuracy_gate: float) -> Path:
     target = models_root / version
     os.rename(staging, target)
 
-    if metrics["test_accuracy"] < accuracy_gate:
+    leaked = leaked_test_images(manifest)
+    if accuracy_gate > 0 and metrics["test_accuracy"] is None:
+        raise GateFailed(f"no test set, so the accuracy gate {accuracy_gate:.2%} cannot be checked: {target} "
+                         "published unevaluated, `latest` left unchanged (set the gate to 0 to promote it)", target)
+    if accuracy_gate > 0 and leaked and not allow_test_leaks:
+        raise GateFailed(f"{leaked} test images also appear in the training data, so the test accuracy overstates: "
+                         f"{target} published, `latest` left unchanged (allow test leaks to promote it anyway)", target)
+    if accuracy_gate > 0 and metrics["test_accuracy"] < accuracy_gate:
         raise GateFailed(f"test accuracy {metrics['test_accuracy']:.2%} is below the gate {accuracy_gate:.2%}: "
                          f"{target} published, `latest` left unchanged", target)
     link = models_root / "latest"

@@ -21,36 +21,46 @@ from prefect.artifacts import (
 )
 
 from sgan import atomic
+from sgan.run import RunDir
 
 PROGRESS = re.compile(r"sgan train:\s+\d+%.*?\|\s*(\d+)/(\d+)")  # tqdm: "sgan train:  45%|███  | 270/600"
 
 
 def _dataset_key(context, parameters) -> str:
-    """Content hash of the data files, label budget and seed: a second run with the same inputs skips prepare.
-    Without `data` it is the MNIST download, whose content its checksums fix."""
+    """Content hash of the data files (every file below a folder), the options, label budget and seed: a second
+    run with the same inputs skips prepare. Without `data` it is the MNIST download, whose checksums fix it."""
     source = Path(parameters["data"]) if parameters["data"] else None
-    files = sorted(source.glob("*")) if source and source.is_dir() else [source] if source else []
+    files = sorted(source.rglob("*")) if source and source.is_dir() else [source] if source else []
     digest = hashlib.sha256()
     for path in (f for f in files if f.is_file()):
-        digest.update(path.name.encode() + path.read_bytes())
-    return f"prepare-{digest.hexdigest()[:32]}-{parameters['labels']}-{parameters['seed']}"
+        digest.update(str(path.relative_to(source) if source.is_dir() else path.name).encode() + path.read_bytes())
+    options = [parameters[k] for k in ("labels", "seed", "image_size", "channels")]
+    return f"prepare-{digest.hexdigest()[:32]}-" + "-".join(map(str, options))
 
 
 @task(cache_key_fn=_dataset_key, persist_result=True)
-def prepare_dataset(data: str | None, labels: int, seed: int) -> dict:
+def prepare_dataset(data: str | None, labels: int | None, seed: int, image_size: str | None,
+                    channels: int | None) -> dict:
     from sgan import data as datasets
     from sgan.download import download_mnist
+    from sgan.errors import UserError
+    from sgan.images import parse_size
 
-    dataset = datasets.load(data or download_mnist())
-    labeled = datasets.choose_labeled(dataset.y_train, labels, dataset.num_classes, seed)
-    return datasets.manifest(dataset, labeled, seed)
+    try:
+        options = {k: v for k, v in (("image_size", image_size and parse_size(image_size)), ("channels", channels)) if v}
+    except ValueError as e:
+        raise UserError(f"image_size: {e}") from None
+    dataset = datasets.load(data or download_mnist(), **options)
+    manifest = datasets.manifest(dataset, datasets.labeled_subset(dataset, labels, seed), seed)
+    get_run_logger().info("%s", datasets.describe(manifest))
+    return manifest
 
 
 @task(retries=2, retry_delay_seconds=2)
 def train(run_dir: Path, manifest: dict, options: list[str]):
     """Runs `sgan train` (horovodrun underneath), streaming its log into Prefect; resumes if checkpoints exist."""
     logger = get_run_logger()
-    atomic.write_json(run_dir / "manifest.json", manifest)
+    RunDir(run_dir).write_manifest(manifest)
     command = [sys.executable, "-m", "sgan.cli", "train", "--run-dir", str(run_dir), *options]
     logger.info("%s", " ".join(command))
     progress = create_progress_artifact(0.0, description="training iterations done (%)")
@@ -97,19 +107,48 @@ def quantize(run_dir: Path) -> dict:
 
 
 @task
-def publish(run_dir: Path, models_root: Path, accuracy_gate: float, onnx_report: dict) -> str:
-    """A new version directory always; `latest` only past the accuracy gate (the task fails otherwise)."""
+def publish(run_dir: Path, models_root: Path, accuracy_gate: float, allow_test_leaks: bool, onnx_report: dict) -> str:
+    """A new version directory always; `latest` only past the gates (the task fails otherwise)."""
     from deploy.publish import GateFailed
     from deploy.publish import publish as publish_version
 
     atomic.write_json(run_dir / "onnx_report.json", onnx_report)
     try:
-        version = publish_version(run_dir, models_root, accuracy_gate)
+        version = publish_version(run_dir, models_root, accuracy_gate, allow_test_leaks)
     except GateFailed as failed:
         _model_card_artifact(failed.version_dir, promoted=False)
         raise
     _model_card_artifact(version, promoted=True)
     return str(version)
+
+
+@task
+def suggest_labels(run_dir: Path, count: int = 32) -> list[dict]:
+    """The model's guess for every unlabeled image (predictions.csv) and the `count` it is least sure about, drawn
+    with their guesses in to_label.png: the images worth labeling next."""
+    import json
+
+    import numpy as np
+
+    from deploy import labeling
+    from deploy.runtime import Classifier
+    from sgan.data import UNLABELED
+
+    run = RunDir(run_dir)
+    dataset = run.dataset()
+    rows = np.flatnonzero(dataset.y_train == UNLABELED)
+    contiguous = len(rows) and rows[-1] - rows[0] + 1 == len(rows)
+    images = dataset.x_train[rows[0]:rows[-1] + 1] if contiguous else dataset.x_train[rows]  # a memory map stays one
+    listing = Path(run.manifest()["dataset"].get("cache", "")) / "unlabeled.json"
+    names = json.loads(listing.read_text()) if listing.is_file() else [f"x_unlabeled[{i}]" for i in range(len(rows))]
+    chosen = labeling.suggest(Classifier(run / "model.onnx"), images, names, run / "predictions.csv",
+                              run / "to_label.png", count)
+    create_markdown_artifact("\n".join(
+        [f"# Label these next ({len(chosen)} least certain of {len(rows)} unlabeled images)", "",
+         f"Drawn in `{run / 'to_label.png'}`; every guess in `{run / 'predictions.csv'}`.", "",
+         "| image | guess | probability |", "| --- | --- | --- |"]
+        + [f"| {c['path']} | {c['guess']} | {c['probability']:.2f} |" for c in chosen]), key="sgan-label-next")
+    return chosen
 
 
 def _model_card_artifact(version_dir: Path, promoted: bool):
@@ -130,7 +169,7 @@ def _tasks_seconds(flow_run_id) -> float:
 @flow(name="sgan-pipeline", log_prints=True)
 def sgan_pipeline(
     preset: Literal["seed", "improved"] = "seed",
-    labels: int = 100,
+    labels: int | None = None,
     seed: int = 0,
     workers: int = 2,
     hosts: str | None = None,
@@ -139,15 +178,24 @@ def sgan_pipeline(
     iterations: int | None = None,
     checkpoint_every: int | None = None,
     data: str | None = None,
+    image_size: str | None = None,
+    channels: int | None = None,
     accuracy_gate: float = 0.9,
+    allow_test_leaks: bool = False,
     output_root: str = "runs/pipeline",
 ) -> dict:
-    """Trains an SGAN classifier from `labels` labels and publishes it as a verified ONNX model."""
+    """Trains an SGAN classifier on `data` and publishes it as a verified ONNX model.
+
+    `data`: an image folder (labeled/<class>/, unlabeled/, optional test/<class>/), an .npz, or MNIST IDX files
+    (default: the MNIST download, of which `labels` (default 100) keep their label). `accuracy_gate`: `latest`
+    moves only at or above this test accuracy; without a test set it must be set to 0 to promote the model."""
     started = time.perf_counter()
     root = Path(output_root).resolve()
     run_dir = root / "runs" / (runtime.flow_run.name or "local")
 
-    manifest = prepare_dataset(data, labels, seed)
+    manifest = prepare_dataset(data, labels, seed, image_size, channels)
+    if not manifest["dataset"]["test_size"]:
+        print("no test set: the model will be trained and exported, but it is unevaluated (no test accuracy)")
     options = ["--preset", preset, "--workers", str(workers), "--precision", precision]
     for flag, value in (("--hosts", hosts), ("--batch-size", batch_size), ("--iterations", iterations),
                         ("--checkpoint-every", checkpoint_every)):
@@ -156,9 +204,11 @@ def sgan_pipeline(
 
     metrics = evaluate(run_dir)
     create_table_artifact([{"metric": k, "value": v} for k, v in metrics.items()
-                           if isinstance(v, (int, float))], key="sgan-metrics")
+                           if isinstance(v, (int, float)) or v is None], key="sgan-metrics")
     onnx_report = {"float": export_onnx(run_dir), "int8": quantize(run_dir)}
-    version = publish(run_dir, root / "models", accuracy_gate, onnx_report)
+    if manifest["labeled_by"] == "source":
+        suggest_labels(run_dir)
+    version = publish(run_dir, root / "models", accuracy_gate, allow_test_leaks, onnx_report)
 
     wall_s = time.perf_counter() - started
     tasks_s = _tasks_seconds(runtime.flow_run.id)

@@ -27,7 +27,7 @@ def train_baseline(config: TrainConfig, dataset: data.Dataset, labeled: np.ndarr
                                       discriminator.trainable_variables))
         return loss
 
-    batches = data.batches(dataset.x_train[labeled], dataset.y_train[labeled], config.batch_size, config.seed,
+    batches = data.batches(dataset.x_train, dataset.y_train, labeled, config.batch_size, config.seed,
                            LABELED_STREAM, balanced_classes=dataset.num_classes if config.balanced_labeled else 0)
     for x, y in tqdm(batches.take(config.iterations), total=config.iterations, desc="baseline"):
         supervised_step(x, y)

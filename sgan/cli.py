@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from deploy.serve import add_arguments as add_serve_arguments
-from sgan import atomic, data
+from sgan import data
 from sgan.config import PRECISIONS, PRESETS, preset
 from sgan.errors import UserError
 from sgan.run import RunDir
@@ -22,16 +22,20 @@ def cmd_prepare(args):
     from sgan.download import download_mnist
 
     source = args.data if args.data else download_mnist(args.download_dir)
-    dataset = data.load(source)
-    labeled = data.choose_labeled(dataset.y_train, args.labels, dataset.num_classes, args.seed)
+    dataset = data.load(source, **_source_options(args))
+    labeled = data.labeled_subset(dataset, args.labels, args.seed)
     manifest = data.manifest(dataset, labeled, args.seed)
-    run, path = RunDir(args.run_dir), args.run_dir / "manifest.json"
-    if path.exists() and (run / "checkpoints").exists() and run.manifest() != manifest:
+    run = RunDir(args.run_dir)
+    if (run / "manifest.json").exists() and (run / "checkpoints").exists() and run.manifest() != manifest:
         raise UserError(f"{args.run_dir}: holds checkpoints trained on another labeled subset; use a new --run-dir")
-    atomic.write_json(path, manifest)
-    print(f"{len(dataset.x_train)} training / {len(dataset.x_test)} test images {dataset.image_shape}, "
-          f"{dataset.num_classes} classes; {args.labels} labeled ({manifest['per_class'][0]} per class, seed {args.seed})")
-    print(f"manifest: {path}")
+    run.write_manifest(manifest)
+    print(data.describe(manifest))
+    print(f"manifest: {run / 'manifest.json'}")
+
+
+def _source_options(args) -> dict:
+    options = {"image_size": args.image_size, "channels": args.channels, "cache_dir": args.cache_dir}
+    return {k: v for k, v in options.items() if v is not None}
 
 
 # `sgan train` options that map onto TrainConfig fields (None: keep the preset's value).
@@ -97,8 +101,11 @@ def cmd_evaluate(args):
 
     metrics = evaluate_run(args.run_dir, baseline=not args.no_baseline)
     baseline = metrics.get("baseline_test_accuracy")
-    print(f"test accuracy {metrics['test_accuracy']:.2%} with {metrics['labels']} labels"
-          + (f", supervised-only baseline {baseline:.2%}" if baseline is not None else ""))
+    if metrics["test_accuracy"] is None:
+        print(f"no test set: trained with {metrics['labels']} labels, unevaluated (no test accuracy)")
+    else:
+        print(f"test accuracy {metrics['test_accuracy']:.2%} with {metrics['labels']} labels"
+              + (f", supervised-only baseline {baseline:.2%}" if baseline is not None else ""))
     print(f"metrics: {args.run_dir / 'metrics.json'}")
 
 
@@ -109,25 +116,21 @@ def cmd_export(args):
     int8 = report["int8"]
     parity = report["float"]["parity"]
     print(f"model.onnx: parity max |dp| {parity['max_abs_diff']:.1e}, same class {parity['same_class']:.2%}, "
-          f"test accuracy {int8['float_test_accuracy']:.2%}, {report['float']['bytes'] / 1024:.0f} KiB")
-    print(f"model.int8.onnx: test accuracy {int8['test_accuracy']:.2%}, {int8['bytes'] / 1024:.0f} KiB, "
-          + ("published" if int8["published"] else f"NOT published (drop above {int8['max_drop']:.1%})"))
+          f"test accuracy {_percent(int8['float_test_accuracy'])}, {report['float']['bytes'] / 1024:.0f} KiB")
+    print(f"model.int8.onnx: test accuracy {_percent(int8['test_accuracy'])}, agrees with the float model on "
+          f"{int8['agreement_with_float']:.2%}, {int8['bytes'] / 1024:.0f} KiB, "
+          + ("published" if int8["published"] else "NOT published (less accurate than allowed)"))
 
 
-def _read_images(path: Path):
-    """PNG/JPEG -> [1, H, W, C]; .npy -> as stored; anything else is read as an IDX file."""
+def _percent(value) -> str:
+    return "n/a (no test set)" if value is None else f"{value:.2%}"
+
+
+def _read_arrays(path: Path):
+    """.npy -> as stored; anything else is read as an IDX file."""
     from sgan import idx
 
-    suffix = path.suffix.lower()
-    if suffix in (".png", ".jpg", ".jpeg"):
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(path) as image:
-                return np.asarray(image)[None]
-        except (UnidentifiedImageError, OSError) as e:
-            raise UserError(f"{path}: not a readable image ({e})") from None
-    if suffix == ".npy":
+    if path.suffix.lower() == ".npy":
         try:
             return np.load(path, allow_pickle=False)
         except (OSError, ValueError) as e:
@@ -136,26 +139,54 @@ def _read_images(path: Path):
 
 
 def cmd_predict(args):
+    """Images (files or folders of PNG/JPEG, any size: brought to the model's shape) and arrays (.npy, IDX)."""
+    from deploy import labeling
     from deploy.runtime import Classifier
 
     classifier = Classifier(args.model)
-    results = []
-    for path in args.files:
-        images = _read_images(path)
-        if images.ndim == 4 and images.shape[-1] != classifier.image_shape[-1] and classifier.image_shape[-1] == 1:
-            images = images[..., :3].mean(axis=-1).round().astype(np.uint8)  # colour picture, grey model
+    for path in args.paths:
+        if not path.exists():
+            raise UserError(f"{path}: no such file or folder")
+    image_paths = [p for p in args.paths if p.is_dir() or p.suffix.lower() in labeling.EXTENSIONS]
+    files = labeling.image_files(image_paths)
+    array, names, skipped = labeling.read_images(files, classifier.image_shape)
+    for path, reason in skipped:
+        if path in args.paths:  # a file named on the command line must be readable
+            raise UserError(f"{path}: not a readable PNG or JPEG image ({reason})")
+    names = [str(n) for n in names]
+    for path in (p for p in args.paths if p not in image_paths):
+        arrays = _read_arrays(path)
+        if arrays.ndim == 3 and classifier.image_shape[-1] == 1:
+            arrays = arrays[..., None]
         try:
-            prediction = classifier.predict(images)
+            classifier.check(arrays)
         except UserError as e:
             raise UserError(f"{path}: {e}") from None
-        for i, (c, p) in enumerate(zip(prediction.classes, prediction.probabilities)):
-            name = f"{path}[{i}]" if len(prediction.classes) > 1 else str(path)
-            results.append({"file": name, "class": int(c), "label": classifier.class_names[c],
-                            "probability": round(float(p[c]), 6)})
-    for result in results if not args.json else []:
-        print(f"{result['file']}: {result['label']} ({result['probability']:.3f})")
-    if args.json:
+        array = np.concatenate([array, arrays])
+        names += [f"{path}[{i}]" for i in range(len(arrays))] if len(arrays) > 1 else [str(path)]
+
+    probabilities = labeling.classify(classifier, array)
+    classes = probabilities.argmax(axis=1)
+    results = [{"file": name, "class": int(c), "label": classifier.class_names[c], "probability": round(float(p[c]), 6)}
+               for name, c, p in zip(names, classes, probabilities)]
+    if args.csv:
+        labeling.write_csv(args.csv, names, classifier.class_names, probabilities)
+        print(f"{len(results)} images classified: {args.csv}")
+    elif args.json:
         print(json.dumps(results))
+    else:
+        for result in results:
+            print(f"{result['file']}: {result['label']} ({result['probability']:.3f})")
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable files, e.g. {skipped[0][0]} ({skipped[0][1]})", file=sys.stderr)
+    if args.uncertain:
+        chosen = labeling.most_uncertain(probabilities, args.uncertain)
+        grid = args.grid or (args.csv.with_suffix(".uncertain.png") if args.csv else Path("uncertain.png"))
+        labeling.draw_grid(array[chosen], [f"{results[i]['label']} {results[i]['probability']:.2f}" for i in chosen],
+                           grid)
+        print(f"the {len(chosen)} images the model is least sure about (label these next), drawn in {grid}:")
+        for i in chosen:
+            print(f"  {names[i]}: {results[i]['label']} ({results[i]['probability']:.3f})")
 
 
 def cmd_serve(args):
@@ -176,10 +207,10 @@ def cmd_pipeline(args):
     parameters = {k: v for k, v in vars(args).items() if k not in ("command", "func") and v is not None}
     summary = sgan_pipeline(**{**parameters, "data": str(args.data) if args.data else None})
     baseline = summary["baseline_test_accuracy"]
-    print(f"\ntest accuracy {summary['test_accuracy']:.2%}"
+    print(f"\ntest accuracy {_percent(summary['test_accuracy'])}"
           + (f" (supervised-only baseline {baseline:.2%})" if baseline is not None else ""))
     print(f"ONNX parity: max |p_tf - p_onnx| {summary['onnx_max_abs_diff']:.1e}, same class {summary['onnx_same_class']:.2%}")
-    print(f"INT8 edge model test accuracy {summary['int8_test_accuracy']:.2%}")
+    print(f"INT8 edge model test accuracy {_percent(summary['int8_test_accuracy'])}")
     print(f"model: {summary['model']}" + (f"\nedge model: {summary['edge_model']}" if summary["edge_model"] else ""))
     print(f"latest: {summary['latest']}")
     wall = time.perf_counter() - started
@@ -188,16 +219,33 @@ def cmd_pipeline(args):
           f"{summary['orchestration_s']:.0f} s)")
 
 
+def _image_size(text: str) -> tuple:
+    from sgan.images import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sgan", description="Semi-supervised GAN classifier from few labels.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     prepare = commands.add_parser("prepare", help="validate a dataset and choose the labeled subset")
-    prepare.add_argument("--data", type=Path, help="folder of MNIST-format IDX files (gzip or raw) or an .npz file "
-                                                     "with x_train, y_train, x_test, y_test; default: download MNIST")
+    prepare.add_argument("--data", type=Path, help="an image folder (labeled/<class>/, unlabeled/, optional test/<class>/), "
+                         "an .npz (x_labeled, y_labeled, x_unlabeled[, x_test, y_test] or x_train, y_train, x_test, "
+                         "y_test), or a folder of MNIST-format IDX files; default: download MNIST")
     prepare.add_argument("--download-dir", type=Path, default=Path.home() / ".cache" / "sgan" / "mnist")
-    prepare.add_argument("--labels", type=int, default=100, help="labeled examples, balanced over classes")
+    prepare.add_argument("--labels", type=int, help="fully labeled (benchmark) data only: labeled examples to keep, "
+                         f"balanced over classes (default {data.DEFAULT_LABELS})")
     prepare.add_argument("--seed", type=int, default=0, help="fixes the labeled subset, weights and data order")
+    prepare.add_argument("--image-size", type=_image_size, help="HxW for image folders (default: the labeled images' "
+                                                                "most common size)")
+    prepare.add_argument("--channels", type=int, choices=(1, 3), help="1 (grayscale) or 3 (RGB) for image folders "
+                                                                     "(default: 1 if all labeled images are gray)")
+    prepare.add_argument("--cache-dir", type=Path, help="decoded image folders (default $SGAN_CACHE_DIR or "
+                                                        "~/.cache/sgan/datasets)")
     prepare.add_argument("--run-dir", type=Path, required=True)
     prepare.set_defaults(func=cmd_prepare)
 
@@ -220,10 +268,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--run-dir", type=Path, required=True)
     export.set_defaults(func=cmd_export)
 
-    predict = commands.add_parser("predict", help="classify PNG/JPEG images, .npy arrays or IDX files")
+    predict = commands.add_parser("predict", help="classify images (files or folders of PNG/JPEG, any size), "
+                                                  ".npy arrays or IDX files")
     predict.add_argument("model", type=Path)
-    predict.add_argument("files", type=Path, nargs="+")
+    predict.add_argument("paths", type=Path, nargs="+", metavar="PATH")
     predict.add_argument("--json", action="store_true", help="one JSON list instead of one line per image")
+    predict.add_argument("--csv", type=Path, help="write path,label,probability,entropy for every image here")
+    predict.add_argument("--uncertain", type=int, metavar="K", help="list the K images the model is least sure about "
+                                                                     "(highest entropy), and draw them")
+    predict.add_argument("--grid", type=Path, help="where --uncertain draws (default: beside --csv, or uncertain.png)")
     predict.set_defaults(func=cmd_predict)
 
     serve = commands.add_parser("serve", help="HTTP prediction service (v1 and KServe v2 APIs, Prometheus metrics)")
@@ -241,8 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--precision", choices=PRECISIONS)
     pipeline.add_argument("--iterations", type=int)
     pipeline.add_argument("--checkpoint-every", type=int)
-    pipeline.add_argument("--data", type=Path, help="default: download MNIST")
-    pipeline.add_argument("--accuracy-gate", type=float, help="promote to `latest` only at or above this accuracy")
+    pipeline.add_argument("--data", type=Path, help="as for `sgan prepare` (default: download MNIST)")
+    pipeline.add_argument("--image-size", help="HxW, for image folders")
+    pipeline.add_argument("--channels", type=int, choices=(1, 3), help="for image folders")
+    pipeline.add_argument("--accuracy-gate", type=float, help="promote to `latest` only at or above this test "
+                                                              "accuracy (0: promote unevaluated models too)")
+    pipeline.add_argument("--allow-test-leaks", action="store_true", default=None,
+                          help="promote even if test images also appear in the training data")
     pipeline.add_argument("--output-root")
     pipeline.set_defaults(func=cmd_pipeline)
     return parser

@@ -1,4 +1,5 @@
-"""Datasets: loading and validating IDX or .npz files, the labeled subset, and tf.data input pipelines.
+"""Datasets: validation, the labeled subset, the manifest, test-set leaks, and tf.data input pipelines
+(loading each kind of source is sgan/sources).
 
 Batches are a pure function of (seed, stream, step), so resuming at step t needs only t, and workers
 take disjoint slices of the same global order.
@@ -6,90 +7,51 @@ take disjoint slices of the same global order.
 
 import hashlib
 import itertools
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from sgan import idx
 from sgan.errors import UserError
 
-IDX_FILES = {
-    "x_train": "train-images-idx3-ubyte",
-    "y_train": "train-labels-idx1-ubyte",
-    "x_test": "t10k-images-idx3-ubyte",
-    "y_test": "t10k-labels-idx1-ubyte",
-}
-NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+UNLABELED = -1  # the label of a training image that has none
+DEFAULT_LABELS = 100  # labeled examples drawn from fully labeled (benchmark) data when not said otherwise
 
 
 @dataclass(frozen=True)
 class Dataset:
-    x_train: np.ndarray  # uint8 [N, H, W, C]
-    y_train: np.ndarray  # int64 [N]
-    x_test: np.ndarray
+    x_train: np.ndarray  # uint8 [N, H, W, C], every training image (possibly a read-only memory map)
+    y_train: np.ndarray  # int64 [N]; UNLABELED where the source gives no label
+    x_test: np.ndarray  # may hold no images: then nothing can be evaluated
     y_test: np.ndarray
     num_classes: int
     source: str
-    checksums: dict  # file name -> SHA-256 of its decompressed content
+    checksums: dict  # what fixes the content: file name -> SHA-256 (or one digest over a listing)
+    class_names: tuple = ()
+    details: dict = field(default_factory=dict)  # what the source reports for the manifest (options, skipped files)
 
     @property
     def image_shape(self) -> tuple:
         return tuple(self.x_train.shape[1:])
 
+    @property
+    def partially_labeled(self) -> bool:
+        """The source says which images are labeled (users' data), instead of labeling all (benchmarks)."""
+        return bool(np.any(self.y_train == UNLABELED))
 
-def load(source) -> Dataset:
-    """Loads a folder of the four MNIST-format IDX files (gzip or raw) or an .npz file, validated."""
-    path = Path(source)
-    if path.is_dir():
-        return _load_idx_dir(path)
-    if path.suffix == ".npz" and path.is_file():
-        return _load_npz(path)
-    raise UserError(f"{path}: not a folder of IDX files or an .npz file")
-
-
-def _load_idx_dir(folder: Path) -> Dataset:
-    expected_sums = _read_sha256sums(folder)
-    arrays, names, checksums = {}, {}, {}
-    for key, stem in IDX_FILES.items():
-        candidates = [folder / f"{stem}.gz", folder / stem]
-        path = next((p for p in candidates if p.is_file()), None)
-        if path is None:
-            raise UserError(f"{folder}: missing {stem}.gz (or {stem})")
-        data = idx.read_bytes(path)
-        checksums[stem] = hashlib.sha256(data).hexdigest()
-        if stem in expected_sums and expected_sums[stem] != checksums[stem]:
-            raise UserError(f"{path}: SHA-256 of the content does not match {folder / 'SHA256SUMS'}")
-        arrays[key], names[key] = idx.parse(data, path), str(path)
-    return _validated(arrays, names, str(folder.resolve()), checksums)
+    @property
+    def has_test(self) -> bool:
+        return len(self.x_test) > 0
 
 
-def _read_sha256sums(folder: Path) -> dict:
-    sums = folder / "SHA256SUMS"
-    if not sums.is_file():
-        return {}
-    lines = (line.split() for line in sums.read_text().splitlines() if line.strip())
-    return {name.lstrip("*"): digest for digest, name in lines}
+def load(source, **options) -> Dataset:
+    """The validated dataset at `source` (see sgan/sources: image folders, .npz files, IDX folders)."""
+    from sgan import sources
+
+    return sources.load(source, **options)
 
 
-def _load_npz(path: Path) -> Dataset:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in NPZ_KEYS if k not in npz.files]
-            if missing:
-                raise UserError(f"{path}: missing arrays {', '.join(missing)} (needs {', '.join(NPZ_KEYS)})")
-            arrays = {k: npz[k] for k in NPZ_KEYS}
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: not a readable .npz file ({e})") from None
-    for key in ("x_train", "x_test"):
-        if arrays[key].dtype != np.uint8:
-            raise UserError(f"{path}: {key} has dtype {arrays[key].dtype}; images must be uint8 (0-255)")
-    checksums = {path.name: hashlib.sha256(path.read_bytes()).hexdigest()}
-    names = {k: f"{path}[{k}]" for k in NPZ_KEYS}
-    return _validated(arrays, names, str(path.resolve()), checksums)
-
-
-def _validated(arrays: dict, names: dict, source: str, checksums: dict) -> Dataset:
+def validated(arrays: dict, names: dict, source: str, checksums: dict, class_names=None, details=None) -> Dataset:
+    """A Dataset from x_train, y_train (UNLABELED allowed), x_test, y_test (possibly empty), checked for consistency."""
     images = {}
     for key in ("x_train", "x_test"):
         x = arrays[key]
@@ -98,7 +60,7 @@ def _validated(arrays: dict, names: dict, source: str, checksums: dict) -> Datas
         if x.ndim != 4 or min(x.shape[1:]) == 0:
             raise UserError(f"{names[key]}: images must have shape [N, H, W] or [N, H, W, C], got {x.shape}")
         images[key] = x
-    if images["x_train"].shape[1:] != images["x_test"].shape[1:]:
+    if len(images["x_test"]) and images["x_train"].shape[1:] != images["x_test"].shape[1:]:
         raise UserError(
             f"{names['x_test']}: test images are {images['x_test'].shape[1:]}, "
             f"training images {images['x_train'].shape[1:]}"
@@ -106,29 +68,28 @@ def _validated(arrays: dict, names: dict, source: str, checksums: dict) -> Datas
     labels = {}
     for key, x_key in (("y_train", "x_train"), ("y_test", "x_test")):
         y = arrays[key]
-        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        if y.ndim != 1 or (len(y) and not np.issubdtype(y.dtype, np.integer)):
             raise UserError(f"{names[key]}: labels must be a 1-D integer array, got {y.dtype} {y.shape}")
         if len(y) != len(images[x_key]):
             raise UserError(f"{names[key]}: {len(y)} labels for {len(images[x_key])} images in {names[x_key]}")
-        if len(y) == 0:
-            raise UserError(f"{names[key]}: no examples")
-        if y.min() < 0:
+        lowest = UNLABELED if key == "y_train" else 0
+        if len(y) and y.min() < lowest:
             raise UserError(f"{names[key]}: negative label {y.min()}")
         labels[key] = y.astype(np.int64)
-    num_classes = int(labels["y_train"].max()) + 1
+    if not np.any(labels["y_train"] != UNLABELED):
+        raise UserError(f"{names['y_train']}: no labeled examples")
+    num_classes = len(class_names) if class_names else int(labels["y_train"].max()) + 1
     absent = np.setdiff1d(np.arange(num_classes), labels["y_train"])
     if num_classes < 2 or absent.size:
-        raise UserError(
-            f"{names['y_train']}: labels must cover classes 0..K-1 with K >= 2; "
-            f"{'only one class' if num_classes < 2 else f'class {absent[0]} has no examples'}"
-        )
-    if labels["y_test"].max() >= num_classes:
-        raise UserError(
-            f"{names['y_test']}: label {labels['y_test'].max()} out of range (training labels are 0..{num_classes - 1})"
-        )
-    return Dataset(
-        images["x_train"], labels["y_train"], images["x_test"], labels["y_test"], num_classes, source, checksums
-    )
+        missing = f"class {class_names[absent[0]] if class_names else absent[0]} has no examples" if absent.size else ""
+        raise UserError(f"{names['y_train']}: labels must cover classes 0..K-1 with K >= 2; "
+                        f"{'only one class' if num_classes < 2 else missing}")
+    for key in ("y_train", "y_test"):
+        if len(labels[key]) and labels[key].max() >= num_classes:
+            raise UserError(f"{names[key]}: label {labels[key].max()} out of range "
+                            f"(training labels are 0..{num_classes - 1})")
+    return Dataset(images["x_train"], labels["y_train"], images["x_test"], labels["y_test"], num_classes, source,
+                   checksums, tuple(class_names or (str(k) for k in range(num_classes))), details or {})
 
 
 def choose_labeled(y: np.ndarray, labels: int, num_classes: int, seed: int) -> np.ndarray:
@@ -146,6 +107,38 @@ def choose_labeled(y: np.ndarray, labels: int, num_classes: int, seed: int) -> n
     return np.sort(np.concatenate(chosen))
 
 
+def labeled_subset(dataset: Dataset, labels: int | None, seed: int) -> np.ndarray:
+    """Which training images train with their label: all that have one when the source says so (users' data),
+    else `labels` (default DEFAULT_LABELS) drawn class-balanced by `seed` (the benchmark protocol)."""
+    if dataset.partially_labeled:
+        if labels is not None:
+            raise UserError(f"{dataset.source}: the data says which images are labeled; --labels applies only to "
+                            "fully labeled benchmark data")
+        return np.flatnonzero(dataset.y_train != UNLABELED)
+    return choose_labeled(dataset.y_train, DEFAULT_LABELS if labels is None else labels, dataset.num_classes, seed)
+
+
+def content_digests(images: np.ndarray) -> list[bytes]:
+    return [hashlib.sha256(np.ascontiguousarray(image).tobytes()).digest() for image in images]
+
+
+def test_leaks(dataset: Dataset, labeled: np.ndarray) -> dict:
+    """How many test images also appear, pixel for pixel, among the labeled or the other training images:
+    a test set that shares images with training overstates accuracy."""
+    test = set(content_digests(dataset.x_test))
+    if not test:
+        return {"test_images_in_labeled": 0, "test_images_in_unlabeled": 0}
+    is_labeled = np.zeros(len(dataset.x_train), bool)
+    is_labeled[labeled] = True
+    found = {True: set(), False: set()}
+    for start in range(0, len(dataset.x_train), 10000):  # chunks: a memory-mapped training set stays on disk
+        chunk = content_digests(dataset.x_train[start:start + 10000])
+        for digest, in_labeled in zip(chunk, is_labeled[start:start + 10000]):
+            if digest in test:
+                found[bool(in_labeled)].add(digest)
+    return {"test_images_in_labeled": len(found[True]), "test_images_in_unlabeled": len(found[False] - found[True])}
+
+
 def manifest(dataset: Dataset, labeled: np.ndarray, seed: int) -> dict:
     """What fixes a run's data: the dataset's identity and the labeled subset drawn from it."""
     return {
@@ -155,19 +148,48 @@ def manifest(dataset: Dataset, labeled: np.ndarray, seed: int) -> dict:
             "image_shape": list(dataset.image_shape),
             "num_classes": dataset.num_classes,
             "train_size": len(dataset.x_train),
+            "unlabeled_size": int(np.sum(dataset.y_train == UNLABELED)),
             "test_size": len(dataset.x_test),
+            **dataset.details,
         },
+        "class_names": list(dataset.class_names),
+        "labeled_by": "source" if dataset.partially_labeled else "seed",
         "labels": len(labeled),
         "seed": seed,
         "per_class": np.bincount(dataset.y_train[labeled], minlength=dataset.num_classes).tolist(),
         "indices": labeled.tolist(),
+        "leaks": test_leaks(dataset, labeled),
     }
 
 
+def describe(manifest: dict) -> str:
+    """What `prepare` found, in a few lines: sizes, classes, labels, and what a user must know (skips, leaks)."""
+    d = manifest["dataset"]
+    names = manifest["class_names"]
+    lines = [f"{d['train_size']} training images ({d['unlabeled_size']} unlabeled), {d['test_size']} test images, "
+             f"shape {tuple(d['image_shape'])}; {len(names)} classes: {', '.join(names[:12])}"
+             + (", ..." if len(names) > 12 else ""),
+             f"{manifest['labels']} labeled images train with their labels "
+             + (f"(as the data marks them; per class {manifest['per_class']})" if manifest["labeled_by"] == "source"
+                else f"({manifest['per_class'][0]} per class, drawn with seed {manifest['seed']})")]
+    if d.get("skipped"):
+        lines.append(f"skipped {len(d['skipped'])} unreadable unlabeled files (listed in skipped.json)")
+    if not d["test_size"]:
+        lines.append("no test set: the model will be trained but not evaluated (no test accuracy)")
+    leaks = manifest["leaks"]
+    if leaks["test_images_in_labeled"] or leaks["test_images_in_unlabeled"]:
+        lines.append(f"warning: test images also in training: {leaks['test_images_in_labeled']} among the labeled, "
+                     f"{leaks['test_images_in_unlabeled']} among the unlabeled; the test accuracy would overstate "
+                     "(publishing is refused unless allowed)")
+    return "\n".join(lines)
+
+
 def load_for_manifest(manifest_: dict) -> Dataset:
-    """Reloads the dataset a manifest was made from, refusing data that changed since."""
-    dataset = load(manifest_["dataset"]["source"])
-    if dataset.checksums != manifest_["dataset"]["sha256"]:
+    """Reloads the dataset a manifest was made from (with the same options), refusing data that changed since."""
+    recorded = manifest_["dataset"]
+    options = recorded.get("options", {})
+    dataset = load(recorded["source"], **{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+    if dataset.checksums != recorded["sha256"]:
         raise UserError(f"{dataset.source}: the data changed since the manifest was written (SHA-256 differs)")
     return dataset
 
@@ -211,31 +233,42 @@ def balanced_batch_indices(y: np.ndarray, num_classes: int, batch_size: int, see
         yield batch[rank * batch_size:(rank + 1) * batch_size]
 
 
-def batches(x, y, batch_size: int, seed: int, stream: int, start_step: int = 0, rank: int = 0, size: int = 1,
-            balanced_classes: int = 0):
-    """Infinite tf.data stream of scaled (images, labels) batches drawn by `batch_indices`
-    (or `balanced_batch_indices` over `balanced_classes` classes)."""
+def batches(x, y, members: np.ndarray, batch_size: int, seed: int, stream: int, start_step: int = 0, rank: int = 0,
+            size: int = 1, balanced_classes: int = 0):
+    """Infinite tf.data stream of scaled (images, labels) batches from the rows `members` of `x`, drawn by
+    `batch_indices` (or `balanced_batch_indices` over `balanced_classes` classes). Rows are gathered batch by
+    batch, so a memory-mapped `x` is read, never copied whole."""
     import tensorflow as tf
 
-    x_const = tf.constant(x)
-    y_const = tf.constant(np.zeros(len(x), np.int64) if y is None else y)
+    labels = np.zeros(len(x), np.int64) if y is None else y
     if balanced_classes:
         if batch_size * size % balanced_classes:
             raise UserError(f"a class-balanced global batch ({batch_size} x {size} workers) must be a multiple of "
                             f"the number of classes ({balanced_classes})")
-        generator = balanced_batch_indices(y, balanced_classes, batch_size, seed, stream, start_step, rank, size)
+        positions = balanced_batch_indices(labels[members], balanced_classes, batch_size, seed, stream, start_step,
+                                           rank, size)
     else:
-        generator = batch_indices(len(x), batch_size, seed, stream, start_step, rank, size)
-    indices = tf.data.Dataset.from_generator(lambda: generator, output_signature=tf.TensorSpec([batch_size], tf.int64))
-    return indices.map(lambda i: (scale(tf.gather(x_const, i)), tf.gather(y_const, i))).prefetch(tf.data.AUTOTUNE)
+        positions = batch_indices(len(members), batch_size, seed, stream, start_step, rank, size)
+
+    def gather():
+        for batch in positions:
+            rows = members[batch]
+            yield x[rows], labels[rows]
+
+    signature = (tf.TensorSpec([batch_size, *x.shape[1:]], tf.uint8), tf.TensorSpec([batch_size], tf.int64))
+    stream_ = tf.data.Dataset.from_generator(gather, output_signature=signature)
+    return stream_.map(lambda images, y_: (scale(images), y_)).prefetch(tf.data.AUTOTUNE)
 
 
-def split_validation(n: int, labeled: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(unlabeled pool, validation) indices: `size` training images outside the labeled subset are held out,
-    so accuracy can be watched during training without touching the test set or using extra labels."""
-    candidates = np.setdiff1d(np.arange(n), labeled)
+def split_validation(y: np.ndarray, labeled: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(unlabeled pool, validation) indices: `size` labeled training images outside the labeled subset are held
+    out, so accuracy can be watched during training without touching the test set (benchmark data only: users'
+    data has no labeled images to spare)."""
+    n = len(y)
+    candidates = np.setdiff1d(np.flatnonzero(y != UNLABELED), labeled)
     if size > len(candidates):
-        raise UserError(f"validation={size} exceeds the {len(candidates)} unlabeled training images")
+        raise UserError(f"validation={size} exceeds the {len(candidates)} labeled training images outside the "
+                        "labeled subset")
     validation = np.sort(np.random.default_rng([seed, 2]).choice(candidates, size=size, replace=False))
     return np.setdiff1d(np.arange(n), validation), validation
 

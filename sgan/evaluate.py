@@ -36,7 +36,7 @@ def classification_metrics(discriminator, dataset: data.Dataset) -> dict:
     }
 
 
-def plot_confusion_matrix(matrix, path):
+def plot_confusion_matrix(matrix, path, class_names=None):
     import matplotlib.pyplot as plt
 
     matrix = np.asarray(matrix)
@@ -46,8 +46,11 @@ def plot_confusion_matrix(matrix, path):
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
                 color="white" if count > matrix.max() / 2 else "black")
+    names = list(class_names or range(len(matrix)))
     ax.set(xlabel="predicted class", ylabel="true class", title="Confusion matrix (test set)",
            xticks=range(len(matrix)), yticks=range(len(matrix)))
+    ax.set_xticklabels(names, rotation=45 if max(len(str(n)) for n in names) > 2 else 0, ha="right")
+    ax.set_yticklabels(names)
     _save_figure(fig, path)
 
 

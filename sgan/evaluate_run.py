@@ -6,19 +6,24 @@ from sgan.run import RunDir
 
 
 def evaluate_run(run_dir, baseline: bool = True) -> dict:
-    """Writes metrics.json, confusion_matrix.{json,png}, samples.png and learning_curves.png; returns the metrics."""
+    """Writes metrics.json, confusion_matrix.{json,png} (with a test set), samples.png and learning_curves.png;
+    returns the metrics (test_accuracy None, evaluated False, without a test set)."""
     run = RunDir(run_dir)
     manifest, dataset, config = run.manifest(), run.dataset(), run.config()
     generator, discriminator = run.model("generator"), run.model("discriminator")
-    metrics = evaluate.classification_metrics(discriminator, dataset)
-    if baseline:
-        supervised_only = train_baseline(config, dataset, run.labeled())
-        metrics["baseline_test_accuracy"] = evaluate.accuracy(supervised_only, dataset.x_test, dataset.y_test)
+    metrics = {"test_accuracy": None, "evaluated": False}  # no test set: nothing to measure, and it says so
+    if dataset.has_test:
+        metrics = {**evaluate.classification_metrics(discriminator, dataset), "evaluated": True}
+        if baseline:
+            supervised_only = train_baseline(config, dataset, run.labeled())
+            metrics["baseline_test_accuracy"] = evaluate.accuracy(supervised_only, dataset.x_test, dataset.y_test)
     metrics.update(labels=manifest["labels"], seed=manifest["seed"], iterations=config.iterations,
-                   dataset_sha256=manifest["dataset"]["sha256"])
+                   dataset_sha256=manifest["dataset"]["sha256"], class_names=list(dataset.class_names),
+                   test_size=len(dataset.x_test), test_leaks=manifest.get("leaks"))
 
-    evaluate.plot_confusion_matrix(metrics["confusion_matrix"], run / "confusion_matrix.png")
-    atomic.write_json(run / "confusion_matrix.json", metrics["confusion_matrix"])
+    if dataset.has_test:
+        evaluate.plot_confusion_matrix(metrics["confusion_matrix"], run / "confusion_matrix.png", dataset.class_names)
+        atomic.write_json(run / "confusion_matrix.json", metrics["confusion_matrix"])
     evaluate.plot_samples(generator, config.z_dim, config.seed, run / "samples.png")
     history = evaluate.load_history(run.path)
     if history:

@@ -10,6 +10,16 @@ MAX_PIXELS = 2048 * 2048  # a larger declared size is refused from the header al
 FORMATS = ("PNG", "JPEG")
 
 
+def parse_size(text: str) -> tuple:
+    """"32x32" -> (32, 32), both sides divisible by 4 (the generator upsamples twice); ValueError otherwise."""
+    height, _, width = text.lower().partition("x")
+    if not (height.isdigit() and width.isdigit() and int(height) > 0 and int(width) > 0):
+        raise ValueError(f"{text!r} is not HxW (e.g. 32x32)")
+    if int(height) % 4 or int(width) % 4:
+        raise ValueError(f"{text}: both sides must be divisible by 4 (the generator upsamples twice)")
+    return int(height), int(width)
+
+
 def to_shape(image: Image.Image, shape: tuple) -> np.ndarray:
     """[H, W, C] uint8: converted to grayscale (C=1) or RGB (C=3), resized to H x W if it differs.
     JPEGs are decoded at a reduced scale when that still covers H x W (Pillow's draft mode)."""

@@ -28,6 +28,13 @@ class RunDir:
     def manifest(self) -> dict:
         return self.read_json("manifest.json", "run `sgan prepare` first")
 
+    def write_manifest(self, manifest: dict):
+        """manifest.json, and beside it skipped.json: the unreadable unlabeled files that were left out."""
+        from sgan import atomic
+
+        atomic.write_json(self.path / "manifest.json", manifest)
+        atomic.write_json(self.path / "skipped.json", manifest["dataset"].get("skipped", []))
+
     def labeled(self) -> np.ndarray:
         return np.asarray(self.manifest()["indices"])
 

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from sgan import atomic, data, distributed, precision
 from sgan.config import TrainConfig
+from sgan.errors import UserError
 from sgan.evaluate import accuracy, load_history
 from sgan.losses import feature_matching_loss, generator_loss, supervised_loss, unsupervised_loss
 from sgan.models import build_discriminator, build_generator, initialize_from_data, with_features
@@ -90,6 +91,9 @@ def build_discriminator_for(config: TrainConfig, image_shape: tuple, num_classes
 
 def build(config: TrainConfig, image_shape: tuple, num_classes: int, workers: int = 1, init_images=None) -> SGAN:
     """`init_images` (scaled real images), when given, initialise the discriminator's weight-normalised layers."""
+    if image_shape[0] % 4 or image_shape[1] % 4:
+        raise UserError(f"images are {image_shape[0]}x{image_shape[1]}: both sides must be divisible by 4 (the "
+                        "generator upsamples twice); `sgan prepare --image-size` resizes image folders")
     keras.utils.set_random_seed(config.seed)
     dtype = precision.policy(config.precision)
     generator = build_generator(config.z_dim, image_shape, dtype, config.architecture)
@@ -195,7 +199,8 @@ def train(config: TrainConfig, dataset: data.Dataset, labeled: np.ndarray, run_d
     """
     dist = dist or distributed.Distribution()
     run_dir = Path(run_dir)
-    unlabeled, validation = data.split_validation(len(dataset.x_train), labeled, config.validation, config.seed)
+    validation_size = 0 if dataset.partially_labeled else config.validation  # users' labels all train
+    unlabeled, validation = data.split_validation(dataset.y_train, labeled, validation_size, config.seed)
     init_images = None
     if config.data_init:
         init_images = data.scale(dataset.x_train[np.random.default_rng([config.seed, 3]).choice(unlabeled, INIT_SIZE)])
@@ -215,9 +220,9 @@ def train(config: TrainConfig, dataset: data.Dataset, labeled: np.ndarray, run_d
     history = [r for r in load_history(run_dir) if r["step"] <= start]  # later ones: the interrupted attempt
     stream_args = dict(batch_size=config.batch_size, seed=config.seed, start_step=start, rank=dist.rank, size=dist.size)
     labeled_batches = iter(data.batches(
-        dataset.x_train[labeled], dataset.y_train[labeled], stream=LABELED_STREAM,
+        dataset.x_train, dataset.y_train, labeled, stream=LABELED_STREAM,
         balanced_classes=dataset.num_classes if config.balanced_labeled else 0, **stream_args))
-    unlabeled_batches = iter(data.batches(dataset.x_train[unlabeled], None, stream=UNLABELED_STREAM, **stream_args))
+    unlabeled_batches = iter(data.batches(dataset.x_train, None, unlabeled, stream=UNLABELED_STREAM, **stream_args))
     validation_x, validation_y = dataset.x_train[validation], dataset.y_train[validation]
     train_step = make_train_step(sgan, config, dist)
     writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if dist.is_chief else None
@@ -225,6 +230,8 @@ def train(config: TrainConfig, dataset: data.Dataset, labeled: np.ndarray, run_d
         atomic.write_json(run_dir / "config.json", config.to_dict())
         print(f"{dist.size} worker(s) x batch {config.batch_size} = global batch {dist.size * config.batch_size}, "
               f"precision {precision.resolve(config.precision)}, from iteration {start}", flush=True)
+        if validation_size < config.validation:
+            print("no validation split: the data labels only the images it trains on", flush=True)
 
     started, seconds_before = time.perf_counter(), history[-1].get("seconds", 0.0) if history else 0.0
     progress = tqdm(total=config.iterations, initial=start, desc="sgan train", unit="it", disable=not dist.is_chief)

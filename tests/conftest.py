@@ -1,4 +1,5 @@
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +69,28 @@ def exported_run(tmp_path_factory):
     train(TrainConfig(iterations=60, batch_size=16, z_dim=16, eval_every=60, checkpoint_every=60), dataset, labeled,
           root / "run")
     return root / "run", export_run(root / "run", calibration_size=200), dataset
+
+
+def write_image_folder(root: Path, classes=("cat", "dog", "frog"), labeled_per_class=4, unlabeled=60,
+                       test_per_class=3, size=(16, 16), mode="L", seed=0) -> Path:
+    """A folder as users keep one: labeled/<class>/ (PNG and JPEG), unlabeled/ nested two deep, test/<class>/
+    (test_per_class=0: no test folder). Class k's images light up their own band of rows."""
+    from PIL import Image
+
+    channels = 1 if mode == "L" else 3
+
+    def save(path: Path, k: int, i: int):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pixels = synthetic_images(np.array([k]), (*size, channels), seed=[seed, zlib.crc32(str(path).encode())])[0]
+        image = Image.fromarray(pixels[..., 0] if channels == 1 else pixels, mode)
+        image.save(path, quality=95) if path.suffix == ".jpg" else image.save(path)
+
+    for k, name in enumerate(classes):
+        for i in range(labeled_per_class):
+            save(root / "labeled" / name / f"{name}{i}.{'jpg' if i % 2 else 'png'}", k, i)
+        for i in range(test_per_class):
+            save(root / "test" / name / f"t{i}.png", k, i)
+    for i in range(unlabeled):
+        save(root / "unlabeled" / f"batch{i % 3}" / f"part{i % 2}" / f"u{i}.{'jpg' if i % 5 == 0 else 'png'}",
+             i % len(classes), i)
+    return root

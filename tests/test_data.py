@@ -83,7 +83,7 @@ def test_npz_missing_array_and_bad_dtype(tmp_path):
 
 def test_not_a_dataset(tmp_path):
     (tmp_path / "x.txt").write_text("hi")
-    with pytest.raises(UserError, match="not a folder of IDX files or an .npz file"):
+    with pytest.raises(UserError, match=r"not an image folder \(with labeled/\), a folder of IDX files, or an .npz file"):
         data.load(tmp_path / "x.txt")
 
 
@@ -139,7 +139,7 @@ def test_workers_take_disjoint_slices_of_the_global_batch():
 
 def test_tf_batches_are_scaled(idx_dir):
     dataset = data.load(idx_dir)
-    x, y = next(iter(data.batches(dataset.x_train, dataset.y_train, 16, seed=0, stream=0)))
+    x, y = next(iter(data.batches(dataset.x_train, dataset.y_train, np.arange(len(dataset.x_train)), 16, seed=0, stream=0)))
     assert x.shape == (16, 28, 28, 1) and x.dtype.name == "float32" and y.shape == (16,)
     assert -1.0 <= float(np.min(x)) and float(np.max(x)) <= 1.0
 
@@ -159,16 +159,16 @@ def test_balanced_batches_hold_every_class_equally_and_resume():
 
 def test_unbalanceable_batch_is_a_user_error():
     with pytest.raises(UserError, match=r"class-balanced global batch \(15 x 1 workers\) must be a multiple"):
-        data.batches(np.zeros((30, 28, 28, 1), np.uint8), np.arange(30) % 10, 15, seed=0, stream=0,
+        data.batches(np.zeros((30, 28, 28, 1), np.uint8), np.arange(30) % 10, np.arange(30), 15, seed=0, stream=0,
                      balanced_classes=10)
 
 
 def test_validation_split_is_held_out_from_labels_and_unlabeled_pool():
     labeled = np.array([0, 5, 9])
-    unlabeled, validation = data.split_validation(20, labeled, 6, seed=1)
+    unlabeled, validation = data.split_validation(np.arange(20) % 10, labeled, 6, seed=1)
     assert len(validation) == 6 and not set(validation) & set(labeled)
     assert sorted(np.concatenate([unlabeled, validation])) == list(range(20))
-    np.testing.assert_array_equal(validation, data.split_validation(20, labeled, 6, seed=1)[1])
-    with pytest.raises(UserError, match="validation=18 exceeds the 17 unlabeled training images"):
-        data.split_validation(20, labeled, 18, seed=1)
+    np.testing.assert_array_equal(validation, data.split_validation(np.arange(20) % 10, labeled, 6, seed=1)[1])
+    with pytest.raises(UserError, match="validation=18 exceeds the 17 labeled training images outside"):
+        data.split_validation(np.arange(20) % 10, labeled, 18, seed=1)
 

@@ -147,4 +147,4 @@ def test_predict_cli_bad_input_exits_2(exported_run, tmp_path):
     assert result.returncode == 2 and "wrong.npy: images must have shape [N, 28, 28, 1]" in result.stderr
     (tmp_path / "fake.png").write_bytes(b"not a png")
     result = sgan("predict", run / "model.onnx", tmp_path / "fake.png")
-    assert result.returncode == 2 and "fake.png: not a readable image" in result.stderr
+    assert result.returncode == 2 and "fake.png: not a readable PNG or JPEG image" in result.stderr

@@ -1,0 +1,29 @@
+"""Where datasets come from: one small module per kind of source, behind `load`.
+
+- an image folder (`labeled/<class>/...`, `unlabeled/...`, optional `test/<class>/...`): sources/image_folder.py;
+- an .npz file, fully labeled (x_train, y_train, ...) or partially (x_labeled, y_labeled, x_unlabeled, ...):
+  sources/npz.py;
+- a folder of the four MNIST-format IDX files: sources/idx_folder.py.
+"""
+
+from pathlib import Path
+
+from sgan.errors import UserError
+
+
+def load(source, image_size: tuple | None = None, channels: int | None = None, cache_dir=None, listing_sha256=None):
+    """The validated `data.Dataset` at `source`. `image_size` (H, W) and `channels` apply to image folders, whose
+    decoded images are cached (content-addressed, memory-mapped) under `cache_dir`; `listing_sha256`, recorded in a
+    manifest, lets a cached folder load without re-reading its files."""
+    from sgan.sources import idx_folder, image_folder, npz
+
+    path = Path(source)
+    if path.is_dir() and (path / "labeled").is_dir():
+        return image_folder.load(path, image_size, channels, cache_dir, listing_sha256)
+    if image_size or channels:
+        raise UserError(f"{path}: --image-size and --channels apply to image folders only")
+    if path.is_dir():
+        return idx_folder.load(path)
+    if path.suffix == ".npz" and path.is_file():
+        return npz.load(path)
+    raise UserError(f"{path}: not an image folder (with labeled/), a folder of IDX files, or an .npz file")

@@ -1,0 +1,241 @@
+"""Users' own partially labeled images: image folders and .npz files through `sgan prepare`, bad files, leaks,
+no test set, class names end to end, other shapes, and labeling help (`sgan predict --csv --uncertain`)."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import synthetic_images, write_image_folder
+from PIL import Image
+
+from sgan import data
+from sgan.errors import UserError
+
+
+def sgan(*args, cache: Path):
+    result = subprocess.run([sys.executable, "-m", "sgan.cli", *map(str, args)], capture_output=True, text=True,
+                            env={**os.environ, "SGAN_CACHE_DIR": str(cache), "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=600)
+    return result.returncode, result.stdout, result.stderr
+
+
+def _tree_digest(root: Path) -> dict:
+    return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _single_line_error(code, stderr, *fragments):
+    """Exit 2 and one error line (after any progress bars), no traceback."""
+    assert code == 2, stderr
+    errors = [line for line in stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("sgan: error: ") and "Traceback" not in stderr, stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+def test_image_folder_prepares_with_class_names_mixed_sizes_and_modes(tmp_path):
+    folder = write_image_folder(tmp_path / "data")
+    Image.new("RGB", (24, 20), (200, 10, 10)).save(folder / "labeled" / "dog" / "odd-size-colour.png")
+    before = _tree_digest(folder)
+    code, out, err = sgan("prepare", "--data", folder, "--run-dir", tmp_path / "run", cache=tmp_path / "cache")
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["class_names"] == ["cat", "dog", "frog"] and manifest["labeled_by"] == "source"
+    assert manifest["dataset"]["image_shape"] == [16, 16, 3]  # most common size; one labeled image is colour
+    assert manifest["labels"] == 13 and manifest["per_class"] == [4, 5, 4]
+    assert manifest["dataset"]["unlabeled_size"] == 60 and manifest["dataset"]["test_size"] == 9
+    assert manifest["dataset"]["files"] == 13 + 60 + 9 and len(manifest["dataset"]["sha256"]["listing"]) == 64
+    assert manifest["leaks"] == {"test_images_in_labeled": 0, "test_images_in_unlabeled": 0}
+    assert "3 classes: cat, dog, frog" in out and "13 labeled images" in out
+    cache = Path(manifest["dataset"]["cache"])
+    assert cache.parent == tmp_path / "cache"
+    x = np.load(cache / "x_train.npy", mmap_mode="r")
+    assert isinstance(x, np.memmap) and x.shape == (73, 16, 16, 3)
+    files = json.loads((cache / "files.json").read_text())
+    assert len(files) == 82 and all(len(f["sha256"]) == 64 for f in files)
+    assert _tree_digest(folder) == before  # read, never written
+
+    dataset = data.load_for_manifest(manifest)  # what training reads: the memory-mapped cache, not the files
+    assert isinstance(dataset.x_train, np.memmap) and dataset.class_names == ("cat", "dog", "frog")
+    np.testing.assert_array_equal(np.flatnonzero(dataset.y_train != data.UNLABELED), manifest["indices"])
+
+    code, _, err = sgan("prepare", "--data", folder, "--image-size", "20x12", "--channels", "1", "--run-dir",
+                        tmp_path / "run2", cache=tmp_path / "cache")
+    assert code == 0, err
+    assert json.loads((tmp_path / "run2" / "manifest.json").read_text())["dataset"]["image_shape"] == [20, 12, 1]
+    code, _, err = sgan("prepare", "--data", folder, "--labels", "20", "--run-dir", tmp_path / "run3",
+                        cache=tmp_path / "cache")
+    _single_line_error(code, err, "the data says which images are labeled")
+
+
+def test_a_corrupt_unlabeled_file_is_skipped_and_listed(tmp_path):
+    folder = write_image_folder(tmp_path / "data")
+    bad = folder / "unlabeled" / "batch0" / "scraped.png"
+    bad.write_bytes((folder / "labeled" / "cat" / "cat0.png").read_bytes()[:60])  # truncated
+    (folder / "unlabeled" / "notes.txt").write_text("not an image, not counted")
+    code, out, err = sgan("prepare", "--data", folder, "--run-dir", tmp_path / "run", cache=tmp_path / "cache")
+    assert code == 0, err
+    assert "skipped 1 unreadable unlabeled files" in out
+    skipped = json.loads((tmp_path / "run" / "skipped.json").read_text())
+    assert [s["file"] for s in skipped] == ["unlabeled/batch0/scraped.png"] and skipped[0]["reason"]
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["dataset"]["unlabeled_size"] == 60
+
+
+@pytest.mark.parametrize("damage, fragments", [
+    (lambda f: (f / "labeled" / "dog" / "dog2.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken"),
+     ["labeled/dog/dog2.png", "not a readable PNG or JPEG image"]),
+    (lambda f: (f / "test" / "frog" / "t1.png").write_bytes(b"GIF89a"), ["test/frog/t1.png", "not a readable"]),
+    (lambda f: [p.unlink() for p in (f / "labeled" / "frog").iterdir()], ["labeled/frog", "empty class"]),
+    (lambda f: (f / "test" / "horse").mkdir(), ["test/horse", "'horse' is not among labeled/'s classes"]),
+    (lambda f: [p.write_bytes(b"junk") for p in (f / "unlabeled").rglob("*.*g")],
+     ["unlabeled", "none of its 60 files is a readable"]),
+])
+def test_bad_labeled_test_or_unlabeled_data_is_one_line_and_writes_nothing(tmp_path, damage, fragments):
+    folder = write_image_folder(tmp_path / "data")
+    damage(folder)
+    before = _tree_digest(folder)
+    code, out, err = sgan("prepare", "--data", folder, "--run-dir", tmp_path / "run", cache=tmp_path / "cache")
+    _single_line_error(code, err, *fragments)
+    assert not (tmp_path / "run").exists()
+    assert not [p for p in (tmp_path / "cache").glob("*")] if (tmp_path / "cache").exists() else True
+    assert _tree_digest(folder) == before
+
+
+def test_a_test_image_that_is_also_in_training_is_reported_as_a_leak(tmp_path):
+    folder = write_image_folder(tmp_path / "data")
+    (folder / "unlabeled" / "copy.png").write_bytes((folder / "test" / "cat" / "t0.png").read_bytes())
+    code, out, err = sgan("prepare", "--data", folder, "--run-dir", tmp_path / "run", cache=tmp_path / "cache")
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["leaks"] == {"test_images_in_labeled": 0, "test_images_in_unlabeled": 1}
+    assert "warning: test images also in training: 0 among the labeled, 1 among the unlabeled" in out
+
+
+def test_partially_labeled_npz_with_class_names(tmp_path):
+    y_labeled = np.arange(20) % 4
+    path = tmp_path / "mine.npz"
+    np.savez(path, x_labeled=synthetic_images(y_labeled, (12, 12, 1)), y_labeled=y_labeled,
+             x_unlabeled=synthetic_images(np.arange(50) % 4, (12, 12, 1), seed=2),
+             class_names=np.array(["north", "east", "south", "west"]))
+    dataset = data.load(path)
+    assert dataset.partially_labeled and not dataset.has_test and dataset.class_names == ("north", "east", "south", "west")
+    assert len(dataset.x_train) == 70 and (dataset.y_train == data.UNLABELED).sum() == 50
+    np.testing.assert_array_equal(data.labeled_subset(dataset, None, seed=0), np.arange(20))
+    np.savez(tmp_path / "bad.npz", x_labeled=synthetic_images(y_labeled, (12, 12, 1)), y_labeled=y_labeled[:5],
+             x_unlabeled=synthetic_images(np.arange(5), (12, 12, 1)))
+    with pytest.raises(UserError, match=r"bad.npz\[y_labeled\]: needs one label per labeled image \(20\)"):
+        data.load(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("preset, shape", [("seed", (32, 32, 3)), ("improved", (32, 32, 3)), ("seed", (20, 12, 1)),
+                                           ("improved", (20, 12, 1))])
+def test_both_presets_train_and_export_other_shapes(tmp_path, preset, shape):
+    """RGB 32x32 (the SVHN/CIFAR shape of the published results) and a non-square size divisible by 4."""
+    from deploy.export import export_run
+    from deploy.runtime import Classifier
+    from sgan import atomic
+    from sgan.config import preset as named
+    from sgan.train import train
+
+    folder = write_image_folder(tmp_path / "data", classes=("a", "b"), labeled_per_class=5, unlabeled=30,
+                                size=shape[:2], mode="L" if shape[2] == 1 else "RGB")
+    dataset = data.load(folder, cache_dir=tmp_path / "cache")
+    assert dataset.image_shape == shape
+    labeled = data.labeled_subset(dataset, None, seed=0)
+    atomic.write_json(tmp_path / "run" / "manifest.json", data.manifest(dataset, labeled, seed=0))
+    config = named(preset, iterations=4, batch_size=10, z_dim=8, checkpoint_every=4, eval_every=4, log_every=2)
+    train(config, dataset, labeled, tmp_path / "run")
+    report = export_run(tmp_path / "run", calibration_size=20)  # reloads the data from the manifest's cache
+    assert report["float"]["parity"]["max_abs_diff"] <= 1e-5
+    classifier = Classifier(tmp_path / "run" / "model.onnx")
+    assert classifier.image_shape == shape and classifier.class_names == ["a", "b"]
+    assert classifier.predict(np.asarray(dataset.x_test[:3])).probabilities.shape == (3, 2)
+
+
+@pytest.fixture(scope="module")
+def unevaluated_flow(tmp_path_factory):
+    """The Prefect flow on an image folder without a test set: the default gate refuses, gate 0 publishes."""
+    tmp = tmp_path_factory.mktemp("user-flow")
+    folder = write_image_folder(tmp / "data", test_per_class=0)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp / "prefect-home"), SGAN_CACHE_DIR=str(tmp / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
+    runs = []
+    for gate in ([], ["--accuracy-gate", "0"]):
+        command = [sys.executable, "-m", "sgan.cli", "pipeline", "--data", str(folder), "--workers", "1",
+                   "--iterations", "12", "--batch-size", "6", "--output-root", str(tmp / "out"), *gate]
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+        runs.append((result.returncode, result.stdout + result.stderr))
+    return tmp, runs
+
+
+def test_flow_without_a_test_set_says_so_and_the_gate_must_be_set_off(unevaluated_flow):
+    tmp, ((code, output), (code0, output0)) = unevaluated_flow
+    assert code == 2, output[-4000:]
+    assert "no test set: the model will be trained and exported, but it is unevaluated" in output
+    assert "no test set, so the accuracy gate 90.00% cannot be checked" in output
+    models = tmp / "out" / "models"
+    card = (models / "v0001" / "MODEL_CARD.md").read_text()
+    assert "**Unevaluated**" in card and "| test accuracy | not measured |" in card and "cat, dog, frog" in card
+    assert code0 == 0, output0[-4000:]
+    assert "test accuracy n/a (no test set)" in output0
+    assert os.readlink(models / "latest") == "v0002"
+
+
+def test_class_names_reach_the_onnx_model_and_predict(unevaluated_flow, tmp_path):
+    from deploy.runtime import Classifier
+
+    tmp, _ = unevaluated_flow
+    model = tmp / "out" / "models" / "latest" / "model.onnx"
+    assert Classifier(model).class_names == ["cat", "dog", "frog"]
+    metrics = json.loads((tmp / "out" / "models" / "latest" / "metrics.json").read_text())
+    assert metrics["class_names"] == ["cat", "dog", "frog"] and metrics["evaluated"] is False
+
+    folder = tmp / "data" / "unlabeled"
+    (folder / "broken.png").write_bytes(b"\x89PNG broken")
+    csv_path = tmp_path / "guesses.csv"
+    code, out, err = sgan("predict", model, folder, "--csv", csv_path, "--uncertain", "5", cache=tmp / "cache")
+    (folder / "broken.png").unlink()
+    assert code == 0, err
+    rows = csv_path.read_text().splitlines()
+    assert rows[0] == "path,label,probability,entropy" and len(rows) == 61
+    assert {row.split(",")[1] for row in rows[1:]} <= {"cat", "dog", "frog"}
+    assert "skipped 1 unreadable files" in err and "the 5 images the model is least sure about" in out
+    listed = [line.strip().split(":")[0] for line in out.splitlines() if line.startswith("  ")]
+    entropy = {row.split(",")[0]: float(row.split(",")[3]) for row in rows[1:]}
+    assert len(listed) == 5 and min(entropy[p] for p in listed) >= sorted(entropy.values())[-5]
+    grid = Image.open(tmp_path / "guesses.uncertain.png")
+    assert grid.size == (8 * 96, 96 + 14)
+
+
+def test_the_flow_suggests_what_to_label_next(unevaluated_flow):
+    tmp, _ = unevaluated_flow
+    run = max((tmp / "out" / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    rows = (run / "predictions.csv").read_text().splitlines()
+    assert len(rows) == 61 and rows[1].startswith("unlabeled/")
+    assert Image.open(run / "to_label.png").size[0] == 8 * 96
+
+
+def test_a_leaking_test_set_blocks_the_gate_unless_allowed(unevaluated_flow, tmp_path):
+    from deploy.publish import GateFailed, publish
+
+    tmp, _ = unevaluated_flow
+    run = max((tmp / "out" / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    leaky = tmp_path / "run"
+    leaky.mkdir()
+    for name in ("metrics.json", "manifest.json", "onnx_report.json", "config.json", "model.onnx"):
+        (leaky / name).write_bytes((run / name).read_bytes())
+    manifest = json.loads((leaky / "manifest.json").read_text())
+    manifest["leaks"] = {"test_images_in_labeled": 2, "test_images_in_unlabeled": 1}
+    (leaky / "manifest.json").write_text(json.dumps(manifest))
+    metrics = json.loads((leaky / "metrics.json").read_text())
+    (leaky / "metrics.json").write_text(json.dumps({**metrics, "test_accuracy": 0.95, "per_class_accuracy": [1, 1, 1]}))
+    with pytest.raises(GateFailed, match="3 test images also appear in the training data"):
+        publish(leaky, tmp_path / "models", accuracy_gate=0.9)
+    assert not (tmp_path / "models" / "latest").exists()
+    assert "**Warning**: 3 test images" in (tmp_path / "models" / "v0001" / "MODEL_CARD.md").read_text()
+    assert publish(leaky, tmp_path / "models", accuracy_gate=0.9, allow_test_leaks=True).name == "v0002"
+    assert os.readlink(tmp_path / "models" / "latest") == "v0002"
