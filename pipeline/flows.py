@@ -171,8 +171,11 @@ def sgan_pipeline(
     preset: Literal["seed", "improved"] = "seed",
     labels: int | None = None,
     seed: int = 0,
-    workers: int = 2,
+    workers: int | None = None,
     hosts: str | None = None,
+    ssh_port: int | None = None,
+    ssh_identity_file: str | None = None,
+    network_interface: str | None = None,
     batch_size: int | None = None,
     precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32",
     iterations: int | None = None,
@@ -196,8 +199,11 @@ def sgan_pipeline(
     manifest = prepare_dataset(data, labels, seed, image_size, channels)
     if not manifest["dataset"]["test_size"]:
         print("no test set: the model will be trained and exported, but it is unevaluated (no test accuracy)")
-    options = ["--preset", preset, "--workers", str(workers), "--precision", precision]
-    for flag, value in (("--hosts", hosts), ("--batch-size", batch_size), ("--iterations", iterations),
+    options = ["--preset", preset, "--precision", precision]
+    workers = 2 if workers is None and hosts is None else workers  # with hosts, their slots say how many
+    for flag, value in (("--workers", workers), ("--hosts", hosts), ("--ssh-port", ssh_port),
+                        ("--ssh-identity-file", ssh_identity_file), ("--network-interface", network_interface),
+                        ("--batch-size", batch_size), ("--iterations", iterations),
                         ("--checkpoint-every", checkpoint_every)):
         options += [flag, str(value)] if value is not None else []
     train(run_dir, manifest, options)

@@ -55,45 +55,35 @@ def _train_overrides(args) -> dict:
 
 
 def cmd_train(args):
+    from sgan import launch
+
     run = RunDir(args.run_dir)
-    dataset = run.dataset()
-    cfg = preset(args.preset, seed=run.manifest()["seed"], **_train_overrides(args))
-    if args.workers < 1:
+    manifest = run.manifest()
+    cfg = preset(args.preset, seed=manifest["seed"], **_train_overrides(args))
+    if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers {args.workers} must be at least 1")
-    if args.workers > 1 or args.hosts:
-        return _launch_workers(args)
+    hosts = launch.parse_hosts(args.hosts) if args.hosts else None
+    workers = launch.worker_count(args.workers, hosts)
+    if workers > 1 or hosts:
+        run.dataset()  # the data is valid and unchanged here before any worker starts
+        ssh = launch.Ssh(args.ssh_port, str(args.ssh_identity_file) if args.ssh_identity_file else None)
+        run_dir = args.run_dir.resolve()
+        if hosts:
+            launch.preflight(hosts, ssh, {"interpreter": sys.executable, "run folder": run_dir,
+                                          "data": manifest["dataset"]["source"]})
+        worker = [sys.executable, "-m", "sgan.train", "--run-dir", str(run_dir), "--preset", args.preset]
+        for option, value in zip(TRAIN_OPTIONS, _train_overrides(args).values()):
+            worker += [option] if value is True else [option, str(value)] if value is not None else []
+        command = launch.horovodrun_command(workers, hosts, ssh, args.network_interface, worker)
+        return launch.run(command, hosts, ssh, run_dir)
 
     from sgan import distributed
     from sgan.train import train
 
     dist = distributed.init()
-    train(cfg, dataset, run.labeled(), args.run_dir, dist)
+    train(cfg, run.dataset(), run.labeled(), args.run_dir, dist)
     if dist.is_chief:
         print(f"trained {cfg.iterations} iterations; models and checkpoints in {args.run_dir}")
-
-
-def _launch_workers(args) -> int:
-    """Starts `horovodrun` with one `python -m sgan.train` per worker (after this process validated the run)."""
-    horovodrun = Path(sys.executable).with_name("horovodrun")
-    if not horovodrun.exists():
-        raise UserError("--workers and --hosts need Horovod (scripts/make-env.sh builds it)")
-    workers = args.workers if args.workers > 1 else sum(_slots(host) for host in args.hosts.split(","))
-    command = [str(horovodrun), "-np", str(workers), "--gloo"] + (["-H", args.hosts] if args.hosts else [])
-    command += [sys.executable, "-m", "sgan.train", "--run-dir", str(args.run_dir), "--preset", args.preset]
-    for option, value in zip(TRAIN_OPTIONS, _train_overrides(args).values()):
-        if value is True:
-            command.append(option)
-        elif value is not None:
-            command += [option, str(value)]
-    return subprocess.call(command)
-
-
-def _slots(host: str) -> int:
-    """`node1:4` -> 4, `node1` -> 1 (horovodrun's -H syntax)."""
-    name, _, slots = host.partition(":")
-    if not name or (slots and not slots.isdigit()):
-        raise UserError(f"--hosts: {host!r} is not HOST or HOST:SLOTS")
-    return int(slots or 1)
 
 
 def cmd_evaluate(args):
@@ -253,8 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", type=Path, required=True)
     train.add_argument("--preset", default="seed", choices=PRESETS, help="seed: the reference SGAN; improved: "
                                                                           "feature matching (see README)")
-    train.add_argument("--workers", type=int, default=1, help="launch this many Horovod workers (horovodrun)")
-    train.add_argument("--hosts", help="Horovod hosts with slots, e.g. node1:4,node2:4 (passed to horovodrun -H)")
+    train.add_argument("--workers", type=int, help="Horovod workers on this host (horovodrun); with --hosts, must "
+                                                   "equal the slots")
+    train.add_argument("--hosts", help="nodes with slots, e.g. node1:4,node2:4 (8 workers; passed to horovodrun -H)")
+    train.add_argument("--ssh-port", type=int, help="the nodes' ssh port (default 22)")
+    train.add_argument("--ssh-identity-file", type=Path, help="the ssh key that reaches every node")
+    train.add_argument("--network-interface", help="the interface(s) Horovod uses between nodes, e.g. eth0")
     for option, spec in TRAIN_OPTIONS.items():
         train.add_argument(option, **spec)
     train.set_defaults(func=cmd_train)
@@ -289,7 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--labels", type=int)
     pipeline.add_argument("--seed", type=int)
     pipeline.add_argument("--workers", type=int)
-    pipeline.add_argument("--hosts")
+    pipeline.add_argument("--hosts", help="nodes with slots, e.g. node1:4,node2:4 (the worker count is their sum)")
+    pipeline.add_argument("--ssh-port", type=int)
+    pipeline.add_argument("--ssh-identity-file")
+    pipeline.add_argument("--network-interface")
     pipeline.add_argument("--batch-size", type=int, help="per worker")
     pipeline.add_argument("--precision", choices=PRECISIONS)
     pipeline.add_argument("--iterations", type=int)

@@ -4,6 +4,7 @@ Usage: hvd_checks.py DATA_DIR RUN_DIR RESULT_JSON. Rank 0 writes what every rank
 """
 
 import json
+import socket
 import sys
 from pathlib import Path
 
@@ -81,6 +82,10 @@ descend(optimizer, tape, loss, [weight], dist)
 after_finite = [float(weight.numpy()[0])]
 seen = dist.allgather(tf.constant([after_inf + after_finite])).numpy()
 results["fp16_per_rank"] = seen.tolist()
+
+# 4. Where each rank ran (the two-node test checks they ran on different nodes).
+name = np.frombuffer(socket.gethostname().encode()[:64].ljust(64, b"\0"), np.uint8)
+results["hostnames"] = [bytes(row).rstrip(b"\0").decode() for row in dist.allgather(tf.constant(name[None])).numpy()]
 
 if dist.is_chief:
     result_path.write_text(json.dumps(results))

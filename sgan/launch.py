@@ -1,0 +1,174 @@
+"""Starting Horovod workers: `horovodrun` on this host or across nodes, a preflight that finds what would break a
+multi-node job before it starts, and a failed job turned into one line (which worker, where to resume) with no
+worker left running on any node.
+"""
+
+import ipaddress
+import re
+import shlex
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from sgan.errors import UserError
+
+FAILED = re.compile(r"Process (\d+) exit with status code (-?\d+)")  # what horovodrun prints for a failed worker
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str  # as given to -H: a hostname or an address
+    slots: int
+
+
+@dataclass(frozen=True)
+class Ssh:
+    port: int | None = None
+    identity_file: str | None = None
+
+    def command(self, host: str, remote: str, timeout: int = 10) -> list[str]:
+        options = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", f"ConnectTimeout={timeout}"]
+        options += ["-p", str(self.port)] if self.port else []
+        options += ["-i", self.identity_file] if self.identity_file else []
+        return ["ssh", *options, host, remote]
+
+
+def parse_hosts(text: str) -> list[Host]:
+    """`node1:4,node2:4` -> hosts with slots (horovodrun's -H syntax; a missing slot count is 1)."""
+    hosts = []
+    for item in text.split(","):
+        name, _, slots = item.strip().partition(":")
+        if not name or (slots and (not slots.isdigit() or int(slots) < 1)):
+            raise UserError(f"--hosts: {item!r} is not HOST or HOST:SLOTS")
+        hosts.append(Host(name, int(slots or 1)))
+    if len({h.name for h in hosts}) < len(hosts):
+        raise UserError(f"--hosts: {text!r} names a host twice")
+    return hosts
+
+
+def worker_count(workers: int | None, hosts: list[Host] | None) -> int:
+    """One source of truth: the slots in --hosts; --workers, when also given, must agree with them."""
+    if not hosts:
+        return workers or 1
+    slots = sum(h.slots for h in hosts)
+    if workers not in (None, slots):
+        raise UserError(f"--workers {workers} disagrees with the {slots} slots in --hosts; give one of them")
+    return slots
+
+
+def preflight(hosts: list[Host], ssh: Ssh, paths: dict):
+    """Checks on every node, over ssh, what breaks a multi-node job later, and raises one line for the first
+    problem: ssh reachable; each node's hostname distinct, resolving on every node to a non-loopback address
+    that node reaches (Gloo connects peers by hostname); `paths` ({what: absolute path}) present on every node."""
+    names = [h.name for h in hosts]
+    script = "hostname; " + "; ".join(f"test -e {shlex.quote(str(p))} && echo present:{what}"
+                                       for what, p in paths.items())
+    with ThreadPoolExecutor(len(hosts)) as pool:
+        answers = dict(zip(names, pool.map(lambda h: _ssh(ssh, h, script), names)))
+    hostnames = {}
+    for name, lines in answers.items():
+        hostname = lines[0].strip()
+        if hostname in hostnames.values():
+            other = next(n for n, h in hostnames.items() if h == hostname)
+            raise UserError(f"{other} and {name} both have the hostname {hostname!r}: Gloo would connect each to "
+                            "itself; give every node its own hostname")
+        hostnames[name] = hostname
+        for what, path in paths.items():
+            if f"present:{what}" not in lines:
+                raise UserError(f"{name}: {what} {path} is missing; every node needs the same paths (a shared "
+                                "filesystem, or the same install and data at the same place)")
+    port = ssh.port or 22
+    probe = "; ".join(f"a=$(getent hosts {shlex.quote(h)} | awk '{{print $1; exit}}'); r=unreached; "
+                      f"[ -n \"$a\" ] && timeout 5 bash -c \"</dev/tcp/$a/{port}\" 2>/dev/null && r=reached; "
+                      f"echo {shlex.quote(h)} ${{a:--}} $r" for h in hostnames.values())
+    with ThreadPoolExecutor(len(hosts)) as pool:
+        resolved = dict(zip(names, pool.map(lambda h: _ssh(ssh, h, probe), names)))
+    for name, lines in resolved.items():
+        found = {line.split()[0]: line.split()[1:] for line in lines if len(line.split()) == 3}
+        for hostname in hostnames.values():
+            address, reached = found.get(hostname, ["-", "unreached"])
+            if address == "-":
+                raise UserError(f"{name}: cannot resolve the hostname {hostname!r} of a node (add it to DNS or to "
+                                "/etc/hosts on every node)")
+            if ipaddress.ip_address(address).is_loopback:
+                raise UserError(f"{name}: the hostname {hostname!r} resolves to {address}, a loopback address; Gloo "
+                                "needs the node's reachable address (fix /etc/hosts, e.g. Debian's 127.0.1.1 line)")
+            if reached != "reached":
+                raise UserError(f"{name}: cannot reach {hostname} at {address} (port {port})")
+
+
+def _ssh(ssh: Ssh, host: str, remote: str) -> list[str]:
+    try:
+        result = subprocess.run(ssh.command(host, remote), capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"{host}: ssh did not answer within 30 s") from None
+    if result.returncode == 255:
+        reason = (result.stderr.strip().splitlines() or ["no answer"])[-1]
+        raise UserError(f"{host}: not reachable over ssh ({reason})")
+    return result.stdout.splitlines()
+
+
+def horovodrun_command(workers: int, hosts: list[Host] | None, ssh: Ssh, network_interface: str | None,
+                       worker_command: list[str]) -> list[str]:
+    horovodrun = Path(sys.executable).with_name("horovodrun")
+    if not horovodrun.exists():
+        raise UserError("--workers and --hosts need Horovod (scripts/make-env.sh builds it)")
+    command = [str(horovodrun), "-np", str(workers), "--gloo"]
+    if hosts:
+        command += ["-H", ",".join(f"{h.name}:{h.slots}" for h in hosts)]
+        command += ["--ssh-port", str(ssh.port)] if ssh.port else []
+        command += ["--ssh-identity-file", ssh.identity_file] if ssh.identity_file else []
+    command += ["--network-interface", network_interface] if network_interface else []
+    return command + worker_command
+
+
+def run(command: list[str], hosts: list[Host] | None, ssh: Ssh, run_dir: Path) -> int:
+    """Runs horovodrun, passing its output through; on failure makes sure no worker of this run survives on any
+    node, and raises one line naming the failed worker and the iteration a rerun resumes from."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    failed = None
+    for line in process.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        if failed is None and (match := FAILED.search(line)):
+            failed = int(match.group(1)), int(match.group(2))
+    if process.wait() == 0:
+        return 0
+    _stop_workers(hosts, ssh, run_dir)
+    where = ""
+    if failed:
+        rank, code = failed
+        where = f"worker {rank}" + (f" on {_host_of(rank, hosts)}" if hosts else "") + f" exited with code {code}; "
+    resume = latest_checkpoint(run_dir)
+    raise UserError(f"training failed: {where}every worker was stopped; run the same command again to resume from "
+                    f"iteration {resume}" + ("" if resume else " (no checkpoint yet)"))
+
+
+def _host_of(rank: int, hosts: list[Host]) -> str:
+    """horovodrun fills hosts in the order given: ranks 0..slots-1 on the first, and so on."""
+    for host in hosts:
+        if rank < host.slots:
+            return host.name
+        rank -= host.slots
+    return "?"
+
+
+def _stop_workers(hosts: list[Host] | None, ssh: Ssh, run_dir: Path):
+    """horovodrun ends its ssh clients, not always the remote workers: end this run's workers on every node."""
+    pattern = f"sgan.train --run-dir {run_dir}"
+    for host in hosts or []:
+        try:
+            subprocess.run(ssh.command(host.name, f"pkill -9 -f {shlex.quote(pattern)}", timeout=5),
+                           capture_output=True, timeout=15)
+        except subprocess.TimeoutExpired:
+            pass  # an unreachable node: its workers lost their peers and stop at Gloo's timeout
+    subprocess.run(["pkill", "-9", "-f", pattern], capture_output=True)
+
+
+def latest_checkpoint(run_dir: Path) -> int:
+    """The iteration of the run's latest checkpoint (0 if none), read from tf.train's `checkpoint` index file."""
+    index = Path(run_dir) / "checkpoints" / "checkpoint"
+    match = re.search(r'model_checkpoint_path: "ckpt-(\d+)"', index.read_text()) if index.exists() else None
+    return int(match.group(1)) if match else 0

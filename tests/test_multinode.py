@@ -1,0 +1,150 @@
+"""Training across two nodes: two network namespaces with their own hostnames and sshd (tests/nodes.py), real
+horovodrun over ssh, the Prefect flow with `hosts`, a worker killed mid-run, and the preflight's errors."""
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import write_idx_dataset
+
+import nodes as simulated
+
+HOROVODRUN = Path(sys.executable).with_name("horovodrun")
+pytestmark = [pytest.mark.skipif(not HOROVODRUN.exists(), reason="needs Horovod (scripts/make-env.sh)"),
+              pytest.mark.skipif(bool(simulated.unavailable()), reason=str(simulated.unavailable()))]
+HOSTS = "node1:1,node2:1"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nodes")
+    with simulated.two_nodes(root) as nodes:
+        yield nodes
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    run = tmp_path / "run"
+    code = subprocess.run([sys.executable, "-m", "sgan.cli", "prepare", "--data", write_idx_dataset(tmp_path / "data"),
+                           "--labels", "20", "--run-dir", run], capture_output=True, text=True).returncode
+    assert code == 0
+    return run
+
+
+def on_node1(cluster, *args, timeout=600, module="sgan.cli"):
+    """Runs `python -m sgan.cli ARGS` on node1 (the launching node), as a user there would."""
+    ssh = ["--ssh-port", simulated.SSH_PORT, "--ssh-identity-file", cluster.key]
+    process = cluster.run_on("node1", [sys.executable, "-m", module, *args, *ssh], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env={**cluster.env(), "TF_CPP_MIN_LOG_LEVEL": "3"})
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out, err
+
+
+def test_training_across_two_nodes_writes_from_rank_0_alone(cluster, prepared):
+    code, out, err = on_node1(cluster, "train", "--run-dir", prepared, "--hosts", HOSTS, "--iterations", 6,
+                              "--batch-size", 8, "--checkpoint-every", 6)
+    assert code == 0, out[-3000:] + err[-3000:]
+    assert "2 worker(s) x batch 8 = global batch 16" in out
+    assert (prepared / "checkpoints" / "ckpt-6.index").exists() and (prepared / "discriminator.keras").exists()
+    events = list((prepared / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and all(".node1." in e.name for e in events), events  # rank 1 (on node2) wrote nothing
+    assert [r["step"] for r in json.loads((prepared / "history.json").read_text())] == [6]
+    assert not any(cluster.processes_matching("sgan.train").values())
+
+
+def test_two_ranks_on_two_nodes_hold_identical_weights(cluster, tmp_path):
+    data = write_idx_dataset(tmp_path / "data")
+    command = [HOROVODRUN, "-np", 2, "-H", HOSTS, "--gloo", "--ssh-port", simulated.SSH_PORT, "--ssh-identity-file",
+               cluster.key, sys.executable, Path(__file__).with_name("hvd_checks.py"), data, tmp_path / "run",
+               tmp_path / "result.json"]
+    process = cluster.run_on("node1", command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env={**cluster.env(), "TF_CPP_MIN_LOG_LEVEL": "3"}, cwd=tmp_path)
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output[-4000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["hostnames"] == ["node1", "node2"]
+    assert result["weights_max_abs_diff"] == 0.0 and result["two_vs_one_worker_max_abs_diff"] < 1e-5
+
+
+def test_a_killed_worker_stops_the_job_everywhere_and_a_rerun_resumes(cluster, prepared):
+    ssh = ["--ssh-port", str(simulated.SSH_PORT), "--ssh-identity-file", str(cluster.key)]
+    launcher = cluster.run_on("node1", [sys.executable, "-m", "sgan.cli", "train", "--run-dir", prepared, "--hosts",
+                                        HOSTS, "--iterations", 3000, "--batch-size", 8, "--checkpoint-every", 20, *ssh],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**cluster.env(), "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        deadline = time.time() + 300
+        while not (prepared / "checkpoints" / "ckpt-40.index").exists():
+            assert time.time() < deadline and launcher.poll() is None, "no checkpoint appeared"
+            time.sleep(0.2)
+        rank1 = cluster.processes_matching(f"sgan.train --run-dir {prepared}")["node2"]
+        assert len(rank1) == 1
+        killed_at = time.time()
+        subprocess.run(["kill", "-9", str(rank1[0])], check=True)
+        out, err = launcher.communicate(timeout=120)
+        stopped_in = time.time() - killed_at
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 2, out[-2000:] + err[-2000:]
+    message = err.strip().splitlines()[-1]
+    resumed_from = int(re.search(r"resume from iteration (\d+)", message).group(1))
+    assert message.startswith("sgan: error: training failed: worker 1 on node2 exited with code"), message
+    assert resumed_from >= 40 and stopped_in < 60
+    assert cluster.processes_matching(f"sgan.train --run-dir {prepared}") == {"node1": [], "node2": []}
+
+    code, out, err = on_node1(cluster, "train", "--run-dir", prepared, "--hosts", HOSTS, "--iterations",
+                              resumed_from + 4, "--batch-size", 8, "--checkpoint-every", 20)
+    assert code == 0, out[-3000:] + err[-3000:]
+    assert f"from iteration {resumed_from}" in out
+
+
+def test_the_flow_trains_across_nodes(cluster, tmp_path):
+    write_idx_dataset(tmp_path / "data")
+    env_home = {"PREFECT_HOME": str(tmp_path / "prefect-home")}
+    ssh = ["--ssh-port", str(simulated.SSH_PORT), "--ssh-identity-file", str(cluster.key)]
+    process = cluster.run_on(
+        "node1", [sys.executable, "-m", "sgan.cli", "pipeline", "--data", tmp_path / "data", "--labels", 20,
+                  "--hosts", HOSTS, *ssh, "--iterations", 6, "--batch-size", 8, "--accuracy-gate", 0,
+                  "--output-root", tmp_path / "out"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**{k: v for k, v in cluster.env().items() if not k.startswith("PREFECT_")}, **env_home,
+             "TF_CPP_MIN_LOG_LEVEL": "3"})
+    output, _ = process.communicate(timeout=900)
+    assert process.returncode == 0, output[-4000:]
+    assert "2 worker(s) x batch 8 = global batch 16" in output and "--hosts node1:1,node2:1" in output
+    assert (tmp_path / "out" / "models" / "latest" / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("hosts, extra, fragment", [
+    ("node1:1,node3:1", [], "node3: not reachable over ssh"),
+    ("node1:1,{node1_address}:1", [], "both have the hostname 'node1'"),
+    (HOSTS, ["--workers", "3"], "--workers 3 disagrees with the 2 slots in --hosts"),
+])
+def test_preflight_refuses_in_one_line(cluster, prepared, hosts, extra, fragment):
+    hosts = hosts.format(node1_address=cluster.addresses["node1"])
+    started = time.time()
+    code, out, err = on_node1(cluster, "train", "--run-dir", prepared, "--hosts", hosts, *extra, timeout=120)
+    assert code == 2 and time.time() - started < 60, err
+    errors = [line for line in err.splitlines() if line.strip()]
+    assert errors[-1].startswith("sgan: error: ") and fragment in errors[-1], err
+    assert "Traceback" not in err and not (prepared / "checkpoints").exists()
+
+
+def test_preflight_refuses_a_hostname_that_resolves_to_loopback(cluster, prepared):
+    hosts_file = Path("/etc/netns") / cluster.namespaces["node2"] / "hosts"
+    original = hosts_file.read_text()
+    with open(hosts_file, "w") as f:  # in place: the file is bind-mounted into node2's running sshd
+        f.write(original.replace(f"{cluster.addresses['node1']} node1", "127.0.1.1 node1"))
+    try:
+        code, out, err = on_node1(cluster, "train", "--run-dir", prepared, "--hosts", HOSTS, timeout=120)
+    finally:
+        with open(hosts_file, "w") as f:
+            f.write(original)
+    assert code == 2, err
+    assert "node2: the hostname 'node1' resolves to 127.0.1.1, a loopback address" in err.splitlines()[-1]
