@@ -16,4 +16,5 @@ run: env
 		$(if $(MNIST_DIR),--data $(MNIST_DIR)) --output-root $(OUTPUT_ROOT)
 
 test: env
+	scripts/test-hosts.sh
 	$(VENV)/bin/python -m pytest -q
