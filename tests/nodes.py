@@ -42,6 +42,7 @@ class Nodes:
         self.namespaces = {name: f"sgan{self.tag}{name}" for name in self.names}
         self.addresses = {name: f"{self.subnet}.{i + 2}" for i, name in enumerate(self.names)}
         self.key = root / "id_ed25519"
+        self.ssh_port = SSH_PORT
         self.bin = root / "bin"  # an `ssh` that uses this test's known_hosts, never the user's
         self.sshd = {}
 

@@ -45,18 +45,6 @@ def on_node1(cluster, *args, timeout=600, module="sgan.cli"):
     return process.returncode, out, err
 
 
-def test_training_across_two_nodes_writes_from_rank_0_alone(cluster, prepared):
-    code, out, err = on_node1(cluster, "train", "--run-dir", prepared, "--hosts", HOSTS, "--iterations", 6,
-                              "--batch-size", 8, "--checkpoint-every", 6)
-    assert code == 0, out[-3000:] + err[-3000:]
-    assert "2 worker(s) x batch 8 = global batch 16" in out
-    assert (prepared / "checkpoints" / "ckpt-6.index").exists() and (prepared / "discriminator.keras").exists()
-    events = list((prepared / "tensorboard").glob("events.out.tfevents.*"))
-    assert events and all(".node1." in e.name for e in events), events  # rank 1 (on node2) wrote nothing
-    assert [r["step"] for r in json.loads((prepared / "history.json").read_text())] == [6]
-    assert not any(cluster.processes_matching("sgan.train").values())
-
-
 def test_two_ranks_on_two_nodes_hold_identical_weights(cluster, tmp_path):
     data = write_idx_dataset(tmp_path / "data")
     command = [HOROVODRUN, "-np", 2, "-H", HOSTS, "--gloo", "--ssh-port", simulated.SSH_PORT, "--ssh-identity-file",
@@ -72,6 +60,7 @@ def test_two_ranks_on_two_nodes_hold_identical_weights(cluster, tmp_path):
 
 
 def test_a_killed_worker_stops_the_job_everywhere_and_a_rerun_resumes(cluster, prepared):
+    """`sgan train --hosts` across both nodes; rank 1 killed mid-run; the rerun resumes, rank 0 alone writing."""
     ssh = ["--ssh-port", str(simulated.SSH_PORT), "--ssh-identity-file", str(cluster.key)]
     launcher = cluster.run_on("node1", [sys.executable, "-m", "sgan.cli", "train", "--run-dir", prepared, "--hosts",
                                         HOSTS, "--iterations", 3000, "--batch-size", 8, "--checkpoint-every", 20, *ssh],
@@ -101,7 +90,11 @@ def test_a_killed_worker_stops_the_job_everywhere_and_a_rerun_resumes(cluster, p
     code, out, err = on_node1(cluster, "train", "--run-dir", prepared, "--hosts", HOSTS, "--iterations",
                               resumed_from + 4, "--batch-size", 8, "--checkpoint-every", 20)
     assert code == 0, out[-3000:] + err[-3000:]
-    assert f"from iteration {resumed_from}" in out
+    assert f"2 worker(s) x batch 8 = global batch 16, precision fp32, from iteration {resumed_from}" in out
+    assert (prepared / "checkpoints" / f"ckpt-{resumed_from + 4}.index").exists()
+    events = list((prepared / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and all(".node1." in e.name for e in events), events  # rank 1, on node2, wrote nothing
+    assert not any(cluster.processes_matching("sgan.train").values())
 
 
 def test_the_flow_trains_across_nodes(cluster, tmp_path):
@@ -136,15 +129,23 @@ def test_preflight_refuses_in_one_line(cluster, prepared, hosts, extra, fragment
     assert "Traceback" not in err and not (prepared / "checkpoints").exists()
 
 
-def test_preflight_refuses_a_hostname_that_resolves_to_loopback(cluster, prepared):
-    hosts_file = Path("/etc/netns") / cluster.namespaces["node2"] / "hosts"
+@pytest.mark.parametrize("node, edit, by_address, fragment", [
+    ("node2", lambda hosts, a: hosts.replace(f"{a['node1']} node1", "127.0.1.1 node1"), False,
+     "node2: the hostname 'node1' resolves to 127.0.1.1, a loopback address"),
+    ("node1", lambda hosts, a: hosts.replace(f"{a['node2']} node2\n", ""), True,
+     "cannot resolve the hostname 'node2' of a node"),
+])
+def test_preflight_refuses_hostnames_that_do_not_resolve_to_the_node(cluster, prepared, node, edit, by_address,
+                                                                      fragment):
+    hosts_file = Path("/etc/netns") / cluster.namespaces[node] / "hosts"
     original = hosts_file.read_text()
-    with open(hosts_file, "w") as f:  # in place: the file is bind-mounted into node2's running sshd
-        f.write(original.replace(f"{cluster.addresses['node1']} node1", "127.0.1.1 node1"))
+    with open(hosts_file, "w") as f:  # in place: the file is bind-mounted into the node's running sshd
+        f.write(edit(original, cluster.addresses))
+    hosts = ",".join(f"{cluster.addresses[n]}:1" for n in cluster.names) if by_address else HOSTS
     try:
-        code, out, err = on_node1(cluster, "train", "--run-dir", prepared, "--hosts", HOSTS, timeout=120)
+        code, out, err = on_node1(cluster, "train", "--run-dir", prepared, "--hosts", hosts, timeout=120)
     finally:
         with open(hosts_file, "w") as f:
             f.write(original)
     assert code == 2, err
-    assert "node2: the hostname 'node1' resolves to 127.0.1.1, a loopback address" in err.splitlines()[-1]
+    assert err.splitlines()[-1].startswith("sgan: error: ") and fragment in err.splitlines()[-1], err
