@@ -100,3 +100,24 @@ def suggest(classifier, array: np.ndarray, names: list, csv_path, grid_path, k: 
         draw_grid(array[chosen], [f"{g} {probabilities[i].max():.2f}" for g, i in zip(guesses, chosen)], grid_path)
     return [{"path": str(names[i]), "guess": g, "probability": round(float(probabilities[i].max()), 4),
              "entropy": round(float(entropy(probabilities[i:i + 1])[0]), 4)} for g, i in zip(guesses, chosen)]
+
+
+def suggest_for_run(run_dir, count: int = 32) -> tuple[list[dict], int]:
+    """`suggest` over a trained run's unlabeled images (named by file for an image folder), into predictions.csv and
+    to_label.png in the run folder; returns the chosen records and how many images were classified."""
+    import json
+
+    from deploy.runtime import Classifier
+    from sgan.data import UNLABELED
+    from sgan.run import RunDir
+
+    run = RunDir(run_dir)
+    dataset = run.dataset()
+    rows = np.flatnonzero(dataset.y_train == UNLABELED)
+    contiguous = len(rows) and rows[-1] - rows[0] + 1 == len(rows)
+    images = dataset.x_train[rows[0]:rows[-1] + 1] if contiguous else dataset.x_train[rows]  # a memory map stays one
+    cache = run.manifest()["dataset"].get("cache")  # an image folder's: it lists the unlabeled files in order
+    names = json.loads((Path(cache) / "unlabeled.json").read_text()) if cache else \
+        [f"x_unlabeled[{i}]" for i in range(len(rows))]
+    chosen = suggest(Classifier(run / "model.onnx"), images, names, run / "predictions.csv", run / "to_label.png", count)
+    return chosen, len(rows)

@@ -126,26 +126,12 @@ def publish(run_dir: Path, models_root: Path, accuracy_gate: float, allow_test_l
 def suggest_labels(run_dir: Path, count: int = 32) -> list[dict]:
     """The model's guess for every unlabeled image (predictions.csv) and the `count` it is least sure about, drawn
     with their guesses in to_label.png: the images worth labeling next."""
-    import json
+    from deploy.labeling import suggest_for_run
 
-    import numpy as np
-
-    from deploy import labeling
-    from deploy.runtime import Classifier
-    from sgan.data import UNLABELED
-
-    run = RunDir(run_dir)
-    dataset = run.dataset()
-    rows = np.flatnonzero(dataset.y_train == UNLABELED)
-    contiguous = len(rows) and rows[-1] - rows[0] + 1 == len(rows)
-    images = dataset.x_train[rows[0]:rows[-1] + 1] if contiguous else dataset.x_train[rows]  # a memory map stays one
-    listing = Path(run.manifest()["dataset"].get("cache", "")) / "unlabeled.json"
-    names = json.loads(listing.read_text()) if listing.is_file() else [f"x_unlabeled[{i}]" for i in range(len(rows))]
-    chosen = labeling.suggest(Classifier(run / "model.onnx"), images, names, run / "predictions.csv",
-                              run / "to_label.png", count)
+    chosen, unlabeled = suggest_for_run(run_dir, count)
     create_markdown_artifact("\n".join(
-        [f"# Label these next ({len(chosen)} least certain of {len(rows)} unlabeled images)", "",
-         f"Drawn in `{run / 'to_label.png'}`; every guess in `{run / 'predictions.csv'}`.", "",
+        [f"# Label these next ({len(chosen)} least certain of {unlabeled} unlabeled images)", "",
+         f"Drawn in `{run_dir / 'to_label.png'}`; every guess in `{run_dir / 'predictions.csv'}`.", "",
          "| image | guess | probability |", "| --- | --- | --- |"]
         + [f"| {c['path']} | {c['guess']} | {c['probability']:.2f} |" for c in chosen]), key="sgan-label-next")
     return chosen
