@@ -70,15 +70,12 @@ def integer_array(values, name: str, max_batch: int, min_ndim: int = 3) -> np.nd
 
 def image_file(body: bytes, image_shape: tuple) -> np.ndarray:
     """One PNG or JPEG of any size up to `images.MAX_PIXELS` -> [1, H, W, C] in the model's shape."""
-    from PIL import Image
-
     try:
-        image = Image.open(io.BytesIO(body), formats=images.FORMATS)
-        width, height = image.size
+        image = images.open_image(io.BytesIO(body))
+    except images.TooLarge as e:
+        raise RequestError(413, str(e)) from None
     except Exception as e:  # noqa: BLE001 - any failure to read a hostile header is the client's bad file
         raise RequestError(400, f"not a readable PNG or JPEG image ({type(e).__name__})") from None
-    if width * height > images.MAX_PIXELS:
-        raise RequestError(413, f"image of {width}x{height} pixels exceeds the limit of {images.MAX_PIXELS} pixels")
     try:
         return images.to_shape(image, image_shape)[None]
     except Exception as e:  # noqa: BLE001 - truncated or corrupt pixel data, or an empty image

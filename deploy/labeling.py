@@ -13,18 +13,9 @@ from tqdm import tqdm
 from sgan import atomic, images
 from sgan.errors import UserError
 
-EXTENSIONS = {".png", ".jpg", ".jpeg"}
-
-
 def image_files(paths) -> list[Path]:
-    """The PNG/JPEG files among `paths`, folders searched recursively, in a stable order."""
-    found = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
-        else:
-            found.append(path)
-    return found
+    """The files among `paths`, folders replaced by the PNG/JPEG files below them."""
+    return [f for path in map(Path, paths) for f in (images.image_files(path) if path.is_dir() else [path])]
 
 
 def read_images(files: list[Path], shape: tuple) -> tuple[np.ndarray, list[Path], list[tuple]]:
@@ -32,9 +23,7 @@ def read_images(files: list[Path], shape: tuple) -> tuple[np.ndarray, list[Path]
     array, kept, skipped = np.zeros((len(files), *shape), np.uint8), [], []
     for path in tqdm(files, desc="sgan predict: reading", unit="image", mininterval=1, disable=len(files) < 1000):
         try:
-            with Image.open(path, formats=images.FORMATS) as image:
-                if image.size[0] * image.size[1] > images.MAX_PIXELS:
-                    raise ValueError(f"{image.size[0]}x{image.size[1]} pixels exceeds the limit")
+            with images.open_image(path) as image:
                 array[len(kept)] = images.to_shape(image, shape)
             kept.append(path)
         except Exception as e:  # noqa: BLE001 - one bad file among thousands is reported, not fatal

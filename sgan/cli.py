@@ -132,12 +132,13 @@ def cmd_predict(args):
     """Images (files or folders of PNG/JPEG, any size: brought to the model's shape) and arrays (.npy, IDX)."""
     from deploy import labeling
     from deploy.runtime import Classifier
+    from sgan import images
 
     classifier = Classifier(args.model)
     for path in args.paths:
         if not path.exists():
             raise UserError(f"{path}: no such file or folder")
-    image_paths = [p for p in args.paths if p.is_dir() or p.suffix.lower() in labeling.EXTENSIONS]
+    image_paths = [p for p in args.paths if p.is_dir() or p.suffix.lower() in images.EXTENSIONS]
     files = labeling.image_files(image_paths)
     array, names, skipped = labeling.read_images(files, classifier.image_shape)
     for path, reason in skipped:

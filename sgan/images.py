@@ -3,11 +3,33 @@
 Decoders read the header first, so a file's declared size is checked before a pixel is decoded.
 """
 
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
 MAX_PIXELS = 2048 * 2048  # a larger declared size is refused from the header alone (decompression bombs)
 FORMATS = ("PNG", "JPEG")
+EXTENSIONS = {".png", ".jpg", ".jpeg"}
+
+
+class TooLarge(ValueError):
+    """An image whose header declares more than MAX_PIXELS."""
+
+
+def open_image(source) -> Image.Image:
+    """A PNG or JPEG opened lazily (its header read, no pixel decoded); TooLarge above MAX_PIXELS."""
+    image = Image.open(source, formats=FORMATS)
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        image.close()
+        raise TooLarge(f"image of {width}x{height} pixels exceeds the limit of {MAX_PIXELS} pixels")
+    return image
+
+
+def image_files(root) -> list[Path]:
+    """The PNG/JPEG files below `root`, at any depth, in a stable order."""
+    return sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
 
 
 def parse_size(text: str) -> tuple:

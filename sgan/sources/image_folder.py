@@ -27,7 +27,6 @@ from sgan import images
 from sgan.data import UNLABELED, Dataset, validated
 from sgan.errors import UserError
 
-EXTENSIONS = {".png", ".jpg", ".jpeg"}
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 CACHE_FORMAT = 1  # bump when the decoding changes: old cache entries are then never read
 CHUNK = 256  # files per decoding task
@@ -68,14 +67,14 @@ def _scan(folder: Path) -> tuple[dict, list]:
     class_names = [p.name for p in class_dirs]
     listing = {"labeled": [], "unlabeled": [], "test": []}
     for k, class_dir in enumerate(class_dirs):
-        files = _image_files(class_dir)
+        files = images.image_files(class_dir)
         if not files:
             raise UserError(f"{class_dir}: empty class (no PNG or JPEG files)")
         listing["labeled"] += [(f.relative_to(folder).as_posix(), k) for f in files]
     unlabeled_root = folder / "unlabeled"
     if not unlabeled_root.is_dir():
         raise UserError(f"{unlabeled_root}: missing (the unlabeled images are what a semi-supervised GAN learns from)")
-    listing["unlabeled"] = [(f.relative_to(folder).as_posix(), UNLABELED) for f in _image_files(unlabeled_root)]
+    listing["unlabeled"] = [(f.relative_to(folder).as_posix(), UNLABELED) for f in images.image_files(unlabeled_root)]
     if not listing["unlabeled"]:
         raise UserError(f"{unlabeled_root}: no PNG or JPEG files")
     test_root = folder / "test"
@@ -85,12 +84,8 @@ def _scan(folder: Path) -> tuple[dict, list]:
                 raise UserError(f"{class_dir}: class {class_dir.name!r} is not among labeled/'s classes "
                                 f"({', '.join(class_names)})")
             k = class_names.index(class_dir.name)
-            listing["test"] += [(f.relative_to(folder).as_posix(), k) for f in _image_files(class_dir)]
+            listing["test"] += [(f.relative_to(folder).as_posix(), k) for f in images.image_files(class_dir)]
     return listing, class_names
-
-
-def _image_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
 
 
 def _shape(folder: Path, listing: dict, image_size, channels) -> tuple:
@@ -107,19 +102,13 @@ def _shape(folder: Path, listing: dict, image_size, channels) -> tuple:
 
 
 def _open(path, strict: bool):
-    from PIL import Image
-
+    """The image at `path`, header read; a bad labeled or test file (`strict`) is the user's one-line error."""
     try:
-        image = Image.open(path, formats=images.FORMATS)
+        return images.open_image(path)
     except Exception as e:  # noqa: BLE001 - any failure to read a header is a bad file
         if strict:
             raise UserError(f"{path}: not a readable PNG or JPEG image ({e})") from None
         raise
-    if image.size[0] * image.size[1] > images.MAX_PIXELS:
-        image.close()
-        message = f"{image.size[0]}x{image.size[1]} pixels exceeds the limit of {images.MAX_PIXELS}"
-        raise UserError(f"{path}: {message}") if strict else ValueError(message)
-    return image
 
 
 def _listing_digest(folder: Path, listing: dict) -> str:
