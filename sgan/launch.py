@@ -127,12 +127,13 @@ def horovodrun_command(workers: int, hosts: list[Host] | None, ssh: Ssh, network
 def run(command: list[str], hosts: list[Host] | None, ssh: Ssh, run_dir: Path) -> int:
     """Runs horovodrun, passing its output through; on failure makes sure no worker of this run survives on any
     node, and raises one line naming the failed worker and the iteration a rerun resumes from."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-    failed = None
-    for line in process.stdout:
-        sys.stdout.write(line)
-        sys.stdout.flush()
-        if failed is None and (match := FAILED.search(line)):
+    process = subprocess.Popen(command, stdout=subprocess.PIPE)  # stderr (the workers' progress bars) untouched
+    failed, recent = None, ""
+    while chunk := process.stdout.read1(65536):
+        sys.stdout.buffer.write(chunk)  # passed through byte for byte
+        sys.stdout.buffer.flush()
+        recent = (recent + chunk.decode(errors="replace"))[-4096:]
+        if failed is None and (match := FAILED.search(recent)):
             failed = int(match.group(1)), int(match.group(2))
     if process.wait() == 0:
         return 0
