@@ -3,7 +3,6 @@ horovodrun over ssh, the Prefect flow with `hosts`, a worker killed mid-run, and
 
 import json
 import re
-import signal
 import subprocess
 import sys
 import time
