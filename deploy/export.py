@@ -143,11 +143,12 @@ def export_int8(run_dir, calibration_size: int = 1000) -> dict:
     calibration = dataset.x_train[np.random.default_rng(config.seed).choice(len(dataset.x_train), count, replace=False)]
     int8_bytes = quantize(float_path, calibration)
     float_model, int8_model = Classifier(float_path), Classifier(int8_bytes)
-    held = check_images(dataset, config.seed + 1)
-    agreement = float(np.mean(float_model.predict(held).classes == int8_model.predict(held).classes))
+    held = check_images(dataset, config.seed + 1)  # the test set when there is one
+    float_classes, int8_classes = float_model.predict(held).classes, int8_model.predict(held).classes
+    agreement = float(np.mean(float_classes == int8_classes))
     float_accuracy = int8_accuracy = None
     if dataset.has_test:
-        float_accuracy, int8_accuracy = _accuracy(float_model, dataset), _accuracy(int8_model, dataset)
+        float_accuracy, int8_accuracy = (float(np.mean(c == dataset.y_test)) for c in (float_classes, int8_classes))
         published = float_accuracy - int8_accuracy <= MAX_INT8_DROP
     else:
         published = agreement >= MIN_INT8_AGREEMENT
@@ -175,6 +176,3 @@ def check_images(dataset, seed: int, count: int = 2000) -> np.ndarray:
                                                            replace=False))
     return np.asarray(dataset.x_train[rows])
 
-
-def _accuracy(classifier, dataset) -> float:
-    return float(np.mean(classifier.predict(dataset.x_test).classes == dataset.y_test))

@@ -79,16 +79,24 @@ def draw_grid(array: np.ndarray, captions: list[str], path, cell: int = 96, colu
     atomic.write_bytes(path, buffer.getvalue())
 
 
+def draw_uncertain(array: np.ndarray, probabilities: np.ndarray, class_names: list, k: int, path) -> np.ndarray:
+    """Draws the k least certain images, each captioned with the model's guess and its probability; their indices."""
+    chosen = most_uncertain(probabilities, k)
+    if len(chosen):
+        draw_grid(array[chosen], [f"{class_names[int(probabilities[i].argmax())]} {probabilities[i].max():.2f}"
+                                  for i in chosen], path)
+    return chosen
+
+
 def suggest(classifier, array: np.ndarray, names: list, csv_path, grid_path, k: int = 32) -> list[dict]:
     """The CSV of guesses for every image, the grid of the k least certain, and those k as records."""
     probabilities = classify(classifier, array)
     write_csv(csv_path, names, classifier.class_names, probabilities)
-    chosen = most_uncertain(probabilities, k)
-    guesses = [classifier.class_names[int(probabilities[i].argmax())] for i in chosen]
-    if len(chosen):
-        draw_grid(array[chosen], [f"{g} {probabilities[i].max():.2f}" for g, i in zip(guesses, chosen)], grid_path)
-    return [{"path": str(names[i]), "guess": g, "probability": round(float(probabilities[i].max()), 4),
-             "entropy": round(float(entropy(probabilities[i:i + 1])[0]), 4)} for g, i in zip(guesses, chosen)]
+    chosen = draw_uncertain(array, probabilities, classifier.class_names, k, grid_path)
+    uncertainty = entropy(probabilities[chosen])
+    return [{"path": str(names[i]), "guess": classifier.class_names[int(probabilities[i].argmax())],
+             "probability": round(float(probabilities[i].max()), 4), "entropy": round(float(h), 4)}
+            for i, h in zip(chosen, uncertainty)]
 
 
 def suggest_for_run(run_dir, count: int = 32) -> tuple[list[dict], int]:

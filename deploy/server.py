@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException
 
@@ -80,11 +79,6 @@ def create_app(model_path, max_batch: int = 256, max_body_bytes: int = 8 * 1024 
     @app.exception_handler(HTTPException)
     async def http_error(_, error: HTTPException):  # 404 and 405 (with its Allow header) from the router
         return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_, error: RequestValidationError):
-        first = error.errors()[0]
-        return JSONResponse({"error": f"{'.'.join(map(str, first['loc']))}: {first['msg']}"}, status_code=422)
 
     @app.exception_handler(Exception)
     async def server_error(_, error: Exception):  # a bug, not a client error: logged, and still JSON

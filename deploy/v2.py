@@ -79,7 +79,7 @@ def router(service) -> APIRouter:
 
 def _images(request: contract.InferRequest, image_shape: tuple, max_batch: int) -> np.ndarray:
     tensor = request.inputs[0]  # one, named "images", of an integer type: the request model checked
-    expected = [len(tensor.shape) and tensor.shape[0], *image_shape]
+    expected = [tensor.shape[0], *image_shape]
     if tensor.shape != expected:
         raise RequestError(422, f"shape {tensor.shape} must be [N, {', '.join(map(str, image_shape))}]")
     if tensor.shape[0] > max_batch:

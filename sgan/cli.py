@@ -170,10 +170,8 @@ def cmd_predict(args):
     if skipped:
         print(f"skipped {len(skipped)} unreadable files, e.g. {skipped[0][0]} ({skipped[0][1]})", file=sys.stderr)
     if args.uncertain:
-        chosen = labeling.most_uncertain(probabilities, args.uncertain)
         grid = args.grid or (args.csv.with_suffix(".uncertain.png") if args.csv else Path("uncertain.png"))
-        labeling.draw_grid(array[chosen], [f"{results[i]['label']} {results[i]['probability']:.2f}" for i in chosen],
-                           grid)
+        chosen = labeling.draw_uncertain(array, probabilities, classifier.class_names, args.uncertain, grid)
         print(f"the {len(chosen)} images the model is least sure about (label these next), drawn in {grid}:")
         for i in chosen:
             print(f"  {names[i]}: {results[i]['label']} ({results[i]['probability']:.3f})")

@@ -141,6 +141,7 @@ def _decode_into(entry: Path, folder: Path, listing: dict, shape: tuple, digest:
     """Decodes every image into a staging folder renamed into place whole; errors leave nothing behind."""
     entry.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}."))
+    pool = _pool()
     try:
         arrays, skipped = {}, []
         for part, strict in (("labeled", True), ("test", True), ("unlabeled", False)):  # strict parts fail fast
@@ -149,8 +150,8 @@ def _decode_into(entry: Path, folder: Path, listing: dict, shape: tuple, digest:
                                           shape=(len(files), *shape))
             ok = np.ones(len(files), bool)
             chunks = [[str(folder / f) for f, _ in files[i:i + CHUNK]] for i in range(0, len(files), CHUNK)]
-            with _pool() as pool, tqdm(total=len(files), desc=f"sgan prepare: decoding {part}", unit="image",
-                                       mininterval=1, disable=not files) as progress:
+            with tqdm(total=len(files), desc=f"sgan prepare: decoding {part}", unit="image", mininterval=1,
+                      disable=not files) as progress:
                 for i, (batch, errors) in enumerate(pool.map(_decode_chunk, chunks, [shape] * len(chunks))):
                     start = i * CHUNK
                     x[start:start + len(batch)] = batch
@@ -162,7 +163,7 @@ def _decode_into(entry: Path, folder: Path, listing: dict, shape: tuple, digest:
                         skipped.append({"file": files[start + offset][0], "reason": reason})
                     progress.update(len(batch))
             arrays[part] = (x, np.array([k for _, k in files], np.int64), ok)
-        x_unlabeled, _, ok = arrays["unlabeled"]
+        ok = arrays["unlabeled"][2]
         if not ok.any():
             raise UserError(f"{folder / 'unlabeled'}: none of its {len(ok)} files is a readable PNG or JPEG image")
         _write_training_set(staging, arrays)
@@ -175,7 +176,7 @@ def _decode_into(entry: Path, folder: Path, listing: dict, shape: tuple, digest:
         meta = {"format": CACHE_FORMAT, "source": str(folder), "listing_sha256": digest, "image_shape": list(shape),
                 "class_names": class_names, "skipped": skipped, "files": len(files)}
         (staging / "files.json").write_text(json.dumps(files))  # every source file's SHA-256
-        kept = np.flatnonzero(arrays["unlabeled"][2])
+        kept = np.flatnonzero(ok)
         (staging / "unlabeled.json").write_text(json.dumps([listing["unlabeled"][i][0] for i in kept]))
         (staging / "meta.json").write_text(json.dumps(meta, indent=2))
         try:
@@ -184,6 +185,7 @@ def _decode_into(entry: Path, folder: Path, listing: dict, shape: tuple, digest:
             if not (entry / "meta.json").is_file():
                 raise
     finally:
+        pool.shutdown(cancel_futures=True)
         shutil.rmtree(staging, ignore_errors=True)
 
 

@@ -46,11 +46,16 @@ def _partial(path: Path, arrays: dict) -> dict:
         raise UserError(f"{path}[x_unlabeled]: images are {x_unlabeled.shape[1:]}, labeled ones {x_labeled.shape[1:]}")
     if y_labeled.ndim != 1 or len(y_labeled) != len(x_labeled):
         raise UserError(f"{path}[y_labeled]: needs one label per labeled image ({len(x_labeled)}), got {y_labeled.shape}")
+    if len(y_labeled) and y_labeled.min() < 0:  # -1 would silently mean "unlabeled" once merged
+        raise UserError(f"{path}[y_labeled]: negative label {y_labeled.min()}")
+    for key in ("x_labeled", "x_unlabeled"):
+        if arrays[key].dtype != np.uint8:
+            raise UserError(f"{path}: {key} has dtype {arrays[key].dtype}; images must be uint8 (0-255)")
     if ("x_test" in arrays) != ("y_test" in arrays):
         raise UserError(f"{path}: x_test and y_test come together")
     empty_test = (np.zeros((0, *x_labeled.shape[1:]), np.uint8), np.zeros(0, np.int64))
     x_test, y_test = (arrays["x_test"], arrays["y_test"]) if "x_test" in arrays else empty_test
-    return {"x_train": np.concatenate([x_labeled, x_unlabeled]) if x_labeled.dtype == x_unlabeled.dtype else x_labeled,
+    return {"x_train": np.concatenate([x_labeled, x_unlabeled]),
             "y_train": np.concatenate([y_labeled.astype(np.int64), np.full(len(x_unlabeled), UNLABELED)]),
             "x_test": x_test, "y_test": y_test, **({"class_names": arrays["class_names"]}
                                                     if "class_names" in arrays else {})}
