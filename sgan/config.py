@@ -34,6 +34,9 @@ class TrainConfig:
     ema_decay: float = 0.0  # > 0: evaluate and export an exponential moving average of D's weights
     balanced_labeled: bool = False  # every global labeled batch holds the same number of each class
     validation: int = 0  # training images held out (unlabeled and unused) to watch accuracy during training
+    pseudo_label_weight: float = 0.0  # > 0: FixMatch term on unlabeled images (feature_matching; sgan.losses)
+    pseudo_label_threshold: float = 0.95  # ... counting only predictions at least this confident
+    max_shift: int = 2  # ... whose targets are learnt on copies shifted by up to this many pixels
 
     def __post_init__(self):
         for name in POSITIVE:
@@ -49,8 +52,12 @@ class TrainConfig:
             raise UserError(f"decay_from={self.decay_from} must be in [0, 1]")
         if not 0 <= self.ema_decay < 1:
             raise UserError(f"ema_decay={self.ema_decay} must be in [0, 1)")
-        if min(self.input_noise, self.hidden_noise, self.validation) < 0:
-            raise UserError("input_noise, hidden_noise and validation must be >= 0")
+        if min(self.input_noise, self.hidden_noise, self.validation, self.pseudo_label_weight, self.max_shift) < 0:
+            raise UserError("input_noise, hidden_noise, validation, pseudo_label_weight and max_shift must be >= 0")
+        if not 0 < self.pseudo_label_threshold <= 1:
+            raise UserError(f"pseudo_label_threshold={self.pseudo_label_threshold} must be in (0, 1]")
+        if self.pseudo_label_weight and self.algorithm != "feature_matching":
+            raise UserError("pseudo_label_weight needs algorithm='feature_matching'")
         for name, allowed in (("algorithm", ALGORITHMS), ("architecture", ARCHITECTURES)):
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name}={getattr(self, name)!r} must be one of {', '.join(allowed)}")
@@ -63,12 +70,13 @@ PRESETS = {
     # The reference Keras SGAN (90.67% on MNIST with 100 labels): batch 32, Adam 1e-3, 6,000 iterations.
     "seed": TrainConfig(),
     # Feature matching (Salimans et al. 2016), a weight-normalised conv D (measured against their MLP), Gaussian noise,
-    # an EMA of D, class-balanced labeled batches, Adam beta1 0.5 and a linearly decaying rate: see README,
-    # "The improved preset".
+    # an EMA of D, class-balanced labeled batches, Adam beta1 0.5, a linearly decaying rate, and confident
+    # predictions on unlabeled images taught to shifted copies (FixMatch): see README, "The improved preset".
     "improved": TrainConfig(
         iterations=10000, batch_size=100, learning_rate=3e-3, beta_1=0.5, decay_from=0.5,
         algorithm="feature_matching", architecture="wn-conv", input_noise=0.3, hidden_noise=0.5, ema_decay=0.999,
-        balanced_labeled=True, validation=5000, checkpoint_every=2000, log_every=100, eval_every=1000,
+        balanced_labeled=True, validation=5000, pseudo_label_weight=1.0,
+        checkpoint_every=1000, log_every=100, eval_every=500,
     ),
 }
 

@@ -91,6 +91,17 @@ def _save_figure(fig, path):
     plt.close(fig)
 
 
+MILESTONES = (0.95, 0.97, 0.98, 0.99)
+
+
+def time_to_accuracy(history: list, milestones=MILESTONES) -> dict:
+    """Training seconds at the first validation evaluation at or above each milestone ("95": 245.3), None where
+    the run never got there: how soon a run is useful, which the final accuracy alone does not say."""
+    evaluated = [r for r in history if "validation_accuracy" in r]
+    return {f"{100 * m:g}": next((r["seconds"] for r in evaluated if r["validation_accuracy"] >= m), None)
+            for m in milestones}
+
+
 def load_history(run_dir) -> list:
     path = Path(run_dir) / "history.json"
     return json.loads(path.read_text()) if path.exists() else []

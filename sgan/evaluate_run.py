@@ -6,7 +6,8 @@ from sgan.run import RunDir
 
 
 def evaluate_run(run_dir, baseline: bool = True) -> dict:
-    """Writes metrics.json, confusion_matrix.{json,png} (with a test set), samples.png and learning_curves.png;
+    """Writes metrics.json, confusion_matrix.{json,png} (with a test set), samples.png and learning_curves.png
+    (and the seconds to each validation milestone, with a validation split);
     returns the metrics (test_accuracy None, evaluated False, without a test set)."""
     run = RunDir(run_dir)
     manifest, dataset, config = run.manifest(), run.dataset(), run.config()
@@ -20,12 +21,14 @@ def evaluate_run(run_dir, baseline: bool = True) -> dict:
     metrics.update(labels=manifest["labels"], seed=manifest["seed"], iterations=config.iterations,
                    dataset_sha256=manifest["dataset"]["sha256"], class_names=list(dataset.class_names),
                    test_size=len(dataset.x_test), test_leaks=manifest.get("leaks"))
+    history = evaluate.load_history(run.path)
+    if any("validation_accuracy" in r for r in history):
+        metrics["seconds_to_validation"] = evaluate.time_to_accuracy(history)
 
     if dataset.has_test:
         evaluate.plot_confusion_matrix(metrics["confusion_matrix"], run / "confusion_matrix.png", dataset.class_names)
         atomic.write_json(run / "confusion_matrix.json", metrics["confusion_matrix"])
     evaluate.plot_samples(generator, config.z_dim, config.seed, run / "samples.png")
-    history = evaluate.load_history(run.path)
     if history:
         evaluate.plot_learning_curves(history, run / "learning_curves.png")
     atomic.write_json(run / "metrics.json", metrics)

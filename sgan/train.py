@@ -26,7 +26,9 @@ from sgan import atomic, data, distributed, precision
 from sgan.config import TrainConfig
 from sgan.errors import UserError
 from sgan.evaluate import accuracy, load_history
-from sgan.losses import feature_matching_loss, generator_loss, supervised_loss, unsupervised_loss
+from sgan.augment import translate
+from sgan.losses import (feature_matching_loss, generator_loss, pseudo_label_loss, supervised_loss,
+                         unsupervised_loss)
 from sgan.models import build_discriminator, build_generator, initialize_from_data, with_features
 
 LABELED_STREAM, UNLABELED_STREAM = 0, 1
@@ -160,12 +162,18 @@ def make_train_step(sgan: SGAN, config: TrainConfig, dist: distributed.Distribut
     def feature_matching_updates(labeled_x, labeled_y, unlabeled_x, key):
         with tf.GradientTape(persistent=True) as tape:
             fake_x = generator(noise(key, 0), training=True)
-            features, logits = features_and_logits(tf.concat([labeled_x, unlabeled_x, fake_x], 0), training=True)
-            labeled_logits, real_logits, fake_logits = tf.split(logits, 3)
-            _, real_features, fake_features = tf.split(features, 3)
+            images = [labeled_x, unlabeled_x, fake_x]
+            if config.pseudo_label_weight:
+                images.append(translate(unlabeled_x, config.max_shift, tf.random.experimental.stateless_fold_in(key, 2)))
+            features, logits = features_and_logits(tf.concat(images, 0), training=True)
+            labeled_logits, real_logits, fake_logits, *shifted_logits = tf.split(logits, len(images))
+            _, real_features, fake_features, *_ = tf.split(features, len(images))
             l_supervised = supervised_loss(labeled_y, labeled_logits)
             l_unsupervised = unsupervised_loss(real_logits, fake_logits)
             l_discriminator = l_supervised + l_unsupervised
+            if config.pseudo_label_weight:
+                l_discriminator += config.pseudo_label_weight * pseudo_label_loss(
+                    real_logits, shifted_logits[0], config.pseudo_label_threshold)
             l_generator = feature_matching_loss(real_features, fake_features)
         descend(optimizers["discriminator"], tape, l_discriminator, discriminator.trainable_variables, dist)
         descend(optimizers["generator"], tape, l_generator, generator.trainable_variables, dist)

@@ -80,3 +80,32 @@ def test_losses_equal_binary_cross_entropy_and_stay_finite(rows):
     )
     np.testing.assert_allclose(losses.generator_loss(as_tf).numpy(), _mean(minus_log_d), rtol=1e-5, atol=1e-7)
     assert np.isfinite(losses.supervised_loss(tf.constant([0, 1]), as_tf).numpy())
+
+
+def test_pseudo_label_loss_counts_only_confident_predictions_and_never_moves_the_teacher():
+    teacher = tf.constant([[10.0, 0.0, 0.0], [0.1, 0.0, 0.0]])  # confident class 0; unsure
+    student = tf.Variable([[0.0, 2.0, 0.0], [0.0, 0.0, 5.0]])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(teacher)
+        loss = losses.pseudo_label_loss(teacher, student, threshold=0.95)
+    # Only row 0 counts, with target 0: its cross-entropy, averaged over both rows.
+    expected = -np.log(np.exp(0.0) / (np.exp(0.0) + np.exp(2.0) + 1.0)) / 2
+    np.testing.assert_allclose(loss.numpy(), expected, rtol=1e-6)
+    assert tape.gradient(loss, teacher) is None
+    np.testing.assert_array_equal(tape.gradient(loss, student).numpy()[1], 0.0)
+    assert losses.pseudo_label_loss(teacher, student, threshold=1.0).numpy() == 0.0
+
+
+def test_translate_moves_every_image_by_at_most_max_shift_and_repeats_for_a_seed():
+    from sgan.augment import translate
+
+    images = np.full((64, 12, 12, 1), -1.0, np.float32)
+    images[:, 5, 6, 0] = 1.0  # one bright pixel away from the edges
+    seed = tf.constant([3, 4], tf.int64)
+    shifted = translate(tf.constant(images), 2, seed).numpy()
+    moved = np.array([np.argwhere(s[..., 0] == 1.0)[0] for s in shifted]) - [5, 6]
+    assert shifted.shape == images.shape and np.abs(moved).max() == 2
+    assert len({tuple(m) for m in moved}) > 10  # each image draws its own shift
+    assert np.all((shifted == 1.0).sum(axis=(1, 2, 3)) == 1)
+    np.testing.assert_array_equal(translate(tf.constant(images), 2, seed).numpy(), shifted)
+    np.testing.assert_array_equal(translate(tf.constant(images), 0, seed).numpy(), images)

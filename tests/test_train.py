@@ -80,6 +80,10 @@ def test_impossible_configs_are_user_errors():
         preset("improved", architecture="resnet")
     with pytest.raises(UserError, match="ema_decay=1.0 must be in"):
         preset("improved", ema_decay=1.0)
+    with pytest.raises(UserError, match="pseudo_label_weight needs algorithm='feature_matching'"):
+        preset("seed", pseudo_label_weight=1.0)
+    with pytest.raises(UserError, match="pseudo_label_threshold=0.0 must be in"):
+        preset("improved", pseudo_label_threshold=0.0)
 
 
 def test_improved_preset_averages_the_discriminator_it_exports(tiny, tmp_path):
@@ -122,3 +126,13 @@ def test_learning_rate_warms_up_to_the_worker_count_and_decays_to_zero():
     assert float(optimizer.learning_rate) == pytest.approx(1e-3)
     optimizer.iterations.assign(100)
     assert float(optimizer.learning_rate) == pytest.approx(4e-3)
+
+
+def test_time_to_accuracy_is_the_first_evaluation_at_each_milestone():
+    from sgan.evaluate import time_to_accuracy
+
+    history = [{"step": 1, "seconds": 5.0}, {"step": 2, "seconds": 10.0, "validation_accuracy": 0.951},
+               {"step": 3, "seconds": 20.0, "validation_accuracy": 0.94},
+               {"step": 4, "seconds": 30.0, "validation_accuracy": 0.98}]
+    assert time_to_accuracy(history) == {"95": 10.0, "97": 30.0, "98": 30.0, "99": None}
+    assert time_to_accuracy([]) == {"95": None, "97": None, "98": None, "99": None}
