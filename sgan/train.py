@@ -8,8 +8,8 @@
   1. discriminator: supervised + unsupervised loss;
   2. generator:     match the batch mean of D's last hidden features on real and on generated images.
 
-Data parallel: every worker takes its slice of one global batch (labeled images, unlabeled images and
-noise alike), and each update averages gradients across workers, so N workers with batch b make the
+Data parallel: every worker takes its slice of one global batch (labeled images, unlabeled images, noise
+and shifts alike), and each update averages gradients across workers, so N workers with batch b make the
 same update as one worker with batch N*b (up to BatchNorm's per-worker batch statistics).
 """
 
@@ -26,7 +26,7 @@ from sgan import atomic, data, distributed, precision
 from sgan.config import TrainConfig
 from sgan.errors import UserError
 from sgan.evaluate import accuracy, load_history
-from sgan.augment import translate
+from sgan.augment import random_shifts, translate
 from sgan.losses import (feature_matching_loss, generator_loss, pseudo_label_loss, supervised_loss,
                          unsupervised_loss)
 from sgan.models import build_discriminator, build_generator, initialize_from_data, with_features
@@ -136,11 +136,14 @@ def make_train_step(sgan: SGAN, config: TrainConfig, dist: distributed.Distribut
     moving_statistics = sgan.moving_statistics()
     optimizers = sgan.optimizers
 
+    def local(global_batch):
+        """This worker's slice of a batch drawn for all workers."""
+        return global_batch[dist.rank * config.batch_size:(dist.rank + 1) * config.batch_size]
+
     def noise(key, stream):
         """This worker's slice of the global noise batch: a pure function of (seed, step), so resumable."""
-        z = tf.random.stateless_normal((config.batch_size * dist.size, config.z_dim),
-                                       tf.random.experimental.stateless_fold_in(key, stream))
-        return z[dist.rank * config.batch_size:(dist.rank + 1) * config.batch_size]
+        return local(tf.random.stateless_normal((config.batch_size * dist.size, config.z_dim),
+                                                tf.random.experimental.stateless_fold_in(key, stream)))
 
     def reference_updates(labeled_x, labeled_y, unlabeled_x, key):
         with tf.GradientTape() as tape:
@@ -164,7 +167,9 @@ def make_train_step(sgan: SGAN, config: TrainConfig, dist: distributed.Distribut
             fake_x = generator(noise(key, 0), training=True)
             images = [labeled_x, unlabeled_x, fake_x]
             if config.pseudo_label_weight:
-                images.append(translate(unlabeled_x, config.max_shift, tf.random.experimental.stateless_fold_in(key, 2)))
+                shifts = random_shifts(config.batch_size * dist.size, config.max_shift,
+                                       tf.random.experimental.stateless_fold_in(key, 2))
+                images.append(translate(unlabeled_x, local(shifts)))
             features, logits = features_and_logits(tf.concat(images, 0), training=True)
             labeled_logits, real_logits, fake_logits, *shifted_logits = tf.split(logits, len(images))
             _, real_features, fake_features, *_ = tf.split(features, len(images))

@@ -35,6 +35,7 @@ def test_workers_end_with_identical_weights(two_worker_checks):
 def test_two_workers_with_batch_b_equal_one_worker_with_batch_2b(two_worker_checks):
     assert two_worker_checks["dense_weights_moved"] > 1e-3
     assert two_worker_checks["two_vs_one_worker_max_abs_diff"] < 1e-5
+    assert two_worker_checks["pseudo_label_two_vs_one_worker_max_abs_diff"] < 1e-5
 
 
 def test_fp16_inf_on_one_worker_skips_the_step_on_every_worker(two_worker_checks):

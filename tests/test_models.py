@@ -97,15 +97,16 @@ def test_pseudo_label_loss_counts_only_confident_predictions_and_never_moves_the
 
 
 def test_translate_moves_every_image_by_at_most_max_shift_and_repeats_for_a_seed():
-    from sgan.augment import translate
+    from sgan.augment import random_shifts, translate
 
     images = np.full((64, 12, 12, 1), -1.0, np.float32)
     images[:, 5, 6, 0] = 1.0  # one bright pixel away from the edges
     seed = tf.constant([3, 4], tf.int64)
-    shifted = translate(tf.constant(images), 2, seed).numpy()
+    shifts = random_shifts(64, 2, seed)
+    shifted = translate(tf.constant(images), shifts).numpy()
     moved = np.array([np.argwhere(s[..., 0] == 1.0)[0] for s in shifted]) - [5, 6]
+    np.testing.assert_array_equal(moved, shifts.numpy()[:, ::-1])  # (dx, dy) moves (row, column) by (dy, dx)
     assert shifted.shape == images.shape and np.abs(moved).max() == 2
     assert len({tuple(m) for m in moved}) > 10  # each image draws its own shift
-    assert np.all((shifted == 1.0).sum(axis=(1, 2, 3)) == 1)
-    np.testing.assert_array_equal(translate(tf.constant(images), 2, seed).numpy(), shifted)
-    np.testing.assert_array_equal(translate(tf.constant(images), 0, seed).numpy(), images)
+    np.testing.assert_array_equal(random_shifts(64, 2, seed).numpy(), shifts.numpy())
+    np.testing.assert_array_equal(translate(tf.constant(images), random_shifts(64, 0, seed)).numpy(), images)
