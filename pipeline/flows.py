@@ -207,6 +207,7 @@ def sgan_pipeline(
     return {
         "test_accuracy": metrics["test_accuracy"],
         "baseline_test_accuracy": metrics.get("baseline_test_accuracy"),
+        "seconds_to_validation": metrics.get("seconds_to_validation"),
         "onnx_max_abs_diff": onnx_report["float"]["parity"]["max_abs_diff"],
         "onnx_same_class": onnx_report["float"]["parity"]["same_class"],
         "int8_test_accuracy": onnx_report["int8"]["test_accuracy"],

@@ -197,6 +197,9 @@ def cmd_pipeline(args):
     baseline = summary["baseline_test_accuracy"]
     print(f"\ntest accuracy {_percent(summary['test_accuracy'])}"
           + (f" (supervised-only baseline {baseline:.2%})" if baseline is not None else ""))
+    if summary["seconds_to_validation"]:
+        print("training time to validation accuracy: " + ", ".join(
+            f"{m}% {'not reached' if s is None else f'{s:.0f} s'}" for m, s in summary["seconds_to_validation"].items()))
     print(f"ONNX parity: max |p_tf - p_onnx| {summary['onnx_max_abs_diff']:.1e}, same class {summary['onnx_same_class']:.2%}")
     print(f"INT8 edge model test accuracy {_percent(summary['int8_test_accuracy'])}")
     print(f"model: {summary['model']}" + (f"\nedge model: {summary['edge_model']}" if summary["edge_model"] else ""))
