@@ -5,7 +5,8 @@
   2. unsupervised: its real/fake head D(x) learns real unlabeled images as real, generated ones as fake;
   3. generator:    the generator learns to make D call its images real (non-saturating loss).
 `feature_matching` (Salimans et al. 2016) makes two, from one forward pass over labeled, real and fake images:
-  1. discriminator: supervised + unsupervised loss;
+  1. discriminator: supervised + unsupervised loss (+ pseudo-labels: its confident classes of unlabeled images
+                    taught to shifted copies, when `pseudo_label_weight` > 0);
   2. generator:     match the batch mean of D's last hidden features on real and on generated images.
 
 Data parallel: every worker takes its slice of one global batch (labeled images, unlabeled images, noise
