@@ -76,8 +76,6 @@ def plot_sweep(results: list, title: str, path: Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sgan import atomic
-
     labels = [r["labels"] for r in results]
     fig, ax = plt.subplots(figsize=(6, 4))
     for key, name in (("", "SGAN"), ("baseline_", "supervised only")):
@@ -87,9 +85,7 @@ def plot_sweep(results: list, title: str, path: Path):
     ax.set_xticklabels([str(n) for n in labels])
     ax.grid(alpha=0.3)
     ax.legend()
-    with atomic.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
-    plt.close(fig)
+    evaluate.save_figure(fig, path)
 
 
 def plot_curves(curves: dict, title: str, path: Path):
@@ -98,8 +94,6 @@ def plot_curves(curves: dict, title: str, path: Path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from sgan import atomic
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, history in curves.items():
@@ -111,9 +105,7 @@ def plot_curves(curves: dict, title: str, path: Path):
     ax.set(xlabel="training wall time (min)", ylabel="validation accuracy (%)", title=title, ylim=(90, 100))
     ax.grid(alpha=0.3)
     ax.legend()
-    with atomic.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
-    plt.close(fig)
+    evaluate.save_figure(fig, path)
 
 
 def main():

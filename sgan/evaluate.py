@@ -8,6 +8,8 @@ import tensorflow as tf
 
 from sgan import atomic, data
 
+MILESTONES = (0.95, 0.97, 0.98, 0.99)  # validation accuracies whose training time is reported
+
 
 def predict_classes(discriminator, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     predictions = [
@@ -51,7 +53,7 @@ def plot_confusion_matrix(matrix, path, class_names=None):
            xticks=range(len(matrix)), yticks=range(len(matrix)))
     ax.set_xticklabels(names, rotation=45 if max(len(str(n)) for n in names) > 2 else 0, ha="right")
     ax.set_yticklabels(names)
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def plot_samples(generator, z_dim: int, seed: int, path, rows: int = 10):
@@ -65,7 +67,7 @@ def plot_samples(generator, z_dim: int, seed: int, path, rows: int = 10):
         ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
         ax.axis("off")
     fig.suptitle("Generated samples")
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def plot_learning_curves(history: list, path):
@@ -80,18 +82,16 @@ def plot_learning_curves(history: list, path):
     evaluated = [r for r in history if "validation_accuracy" in r]
     accuracy_ax.plot([r["step"] for r in evaluated], [r["validation_accuracy"] for r in evaluated], marker="o")
     accuracy_ax.set(xlabel="iteration", ylabel="validation accuracy", title="Held-out validation accuracy")
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
-def _save_figure(fig, path):
+def save_figure(fig, path):
+    """PNG written atomically (a reader never sees half a picture), and the figure closed."""
     import matplotlib.pyplot as plt
 
     with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
     plt.close(fig)
-
-
-MILESTONES = (0.95, 0.97, 0.98, 0.99)
 
 
 def time_to_accuracy(history: list, milestones=MILESTONES) -> dict:

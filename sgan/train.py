@@ -24,10 +24,10 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from sgan import atomic, data, distributed, precision
+from sgan.augment import random_shifts, translate
 from sgan.config import TrainConfig
 from sgan.errors import UserError
 from sgan.evaluate import accuracy, load_history
-from sgan.augment import random_shifts, translate
 from sgan.losses import (feature_matching_loss, generator_loss, pseudo_label_loss, supervised_loss,
                          unsupervised_loss)
 from sgan.models import build_discriminator, build_generator, initialize_from_data, with_features
