@@ -20,7 +20,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from sgan import atomic
+from sgan import atomic, launch
 from sgan.run import RunDir
 
 PROGRESS = re.compile(r"sgan train:\s+\d+%.*?\|\s*(\d+)/(\d+)")  # tqdm: "sgan train:  45%|███  | 270/600"
@@ -154,7 +154,7 @@ def _tasks_seconds(flow_run_id) -> float:
 
 @flow(name="sgan-pipeline", log_prints=True)
 def sgan_pipeline(
-    preset: Literal["seed", "improved"] = "seed",
+    preset: Literal["seed", "improved"] = "improved",
     labels: int | None = None,
     seed: int = 0,
     workers: int | None = None,
@@ -186,7 +186,10 @@ def sgan_pipeline(
     if not manifest["dataset"]["test_size"]:
         print("no test set: the model will be trained and exported, but it is unevaluated (no test accuracy)")
     options = ["--preset", preset, "--precision", precision]
-    workers = 2 if workers is None and hosts is None else workers  # with hosts, their slots say how many
+    if workers is None and hosts is None:  # with hosts, their slots say how many
+        workers = 2 if launch.horovodrun() else 1
+        if workers == 1:
+            print("Horovod is not installed: training with one worker (`make env` builds an environment with it)")
     for flag, value in (("--workers", workers), ("--hosts", hosts), ("--ssh-port", ssh_port),
                         ("--ssh-identity-file", ssh_identity_file), ("--network-interface", network_interface),
                         ("--batch-size", batch_size), ("--iterations", iterations),

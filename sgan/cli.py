@@ -10,7 +10,7 @@ import numpy as np
 
 from deploy.serve import add_arguments as add_serve_arguments
 from sgan import data
-from sgan.config import PRECISIONS, PRESETS, preset
+from sgan.config import DEFAULT_PRESET, PRECISIONS, PRESET_HELP, PRESETS, preset
 from sgan.errors import UserError
 from sgan.run import RunDir
 
@@ -63,6 +63,13 @@ def cmd_train(args):
         raise UserError(f"--workers {args.workers} must be at least 1")
     hosts = launch.parse_hosts(args.hosts) if args.hosts else None
     workers = launch.worker_count(args.workers, hosts)
+    if "HOROVOD_RANK" not in os.environ:  # the launcher, or a lone process: checked once, before any worker starts
+        from sgan import memory, resume
+
+        memory.check(cfg, tuple(manifest["dataset"]["image_shape"]), manifest["dataset"]["num_classes"],
+                     max(h.slots for h in hosts) if hosts else workers)
+        resume.check_config(run.path, cfg.to_dict())
+        resume.fall_back(run.path)
     if workers > 1 or hosts:
         run.dataset()  # the data is valid and unchanged here before any worker starts
         ssh = launch.Ssh(args.ssh_port, str(args.ssh_identity_file) if args.ssh_identity_file else None)
@@ -70,10 +77,11 @@ def cmd_train(args):
         if hosts:
             launch.preflight(hosts, ssh, {"interpreter": sys.executable, "run folder": run_dir,
                                           "data": manifest["dataset"]["source"]})
-        worker = [sys.executable, "-m", "sgan.train", "--run-dir", str(run_dir), "--preset", args.preset]
+        options = ["--preset", args.preset]
         for option, value in zip(TRAIN_OPTIONS, _train_overrides(args).values()):
-            worker += [option] if value is True else [option, str(value)] if value is not None else []
-        command = launch.horovodrun_command(workers, hosts, ssh, args.network_interface, worker)
+            options += [option] if value is True else [option, str(value)] if value is not None else []
+        command = launch.horovodrun_command(workers, hosts, ssh, args.network_interface,
+                                            launch.worker_command(run_dir, options))
         return launch.run(command, hosts, ssh, run_dir)
 
     from sgan import distributed
@@ -242,8 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train the SGAN (resumes from the latest checkpoint)")
     train.add_argument("--run-dir", type=Path, required=True)
-    train.add_argument("--preset", default="seed", choices=PRESETS, help="seed: the reference SGAN; improved: "
-                                                                          "feature matching (see README)")
+    train.add_argument("--preset", default=DEFAULT_PRESET, choices=PRESETS, help=PRESET_HELP)
     train.add_argument("--workers", type=int, help="Horovod workers on this host (horovodrun); with --hosts, must "
                                                    "equal the slots")
     train.add_argument("--hosts", help="nodes with slots, e.g. node1:4,node2:4 (8 workers; passed to horovodrun -H)")
@@ -280,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pipeline = commands.add_parser("pipeline", help="the whole pipeline as a Prefect flow run (embedded Prefect "
                                                     "unless PREFECT_API_URL points to a server)")
-    pipeline.add_argument("--preset", choices=PRESETS)
+    pipeline.add_argument("--preset", choices=PRESETS, help=PRESET_HELP)
     pipeline.add_argument("--labels", type=int)
     pipeline.add_argument("--seed", type=int)
     pipeline.add_argument("--workers", type=int)

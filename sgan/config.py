@@ -81,6 +81,12 @@ PRESETS = {
 }
 
 
+DEFAULT_PRESET = "improved"
+PRESET_HELP = ("improved (default): feature matching with a weight-normalised conv discriminator, an averaged "
+               "discriminator and pseudo-labels on shifted unlabeled images; seed: the reference Keras SGAN, kept as "
+               "the baseline to compare with")
+
+
 def preset(name: str, **overrides) -> TrainConfig:
     """A named preset with some fields replaced (None values are ignored)."""
     if name not in PRESETS:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sgan.errors import UserError
+from sgan.images import MIN_SIDE
 
 UNLABELED = -1  # the label of a training image that has none
 DEFAULT_LABELS = 100  # labeled examples drawn from fully labeled (benchmark) data when not said otherwise
@@ -60,6 +61,9 @@ def validated(arrays: dict, names: dict, source: str, checksums: dict, class_nam
         if x.ndim != 4 or min(x.shape[1:]) == 0:
             raise UserError(f"{names[key]}: images must have shape [N, H, W] or [N, H, W, C], got {x.shape}")
         images[key] = x
+    if min(images["x_train"].shape[1:3]) < MIN_SIDE:
+        raise UserError(f"{names['x_train']}: images of {images['x_train'].shape[1]}x{images['x_train'].shape[2]} "
+                        f"pixels are too small; at least {MIN_SIDE}x{MIN_SIDE} are needed")
     if len(images["x_test"]) and images["x_train"].shape[1:] != images["x_test"].shape[1:]:
         raise UserError(
             f"{names['x_test']}: test images are {images['x_test'].shape[1:]}, "
@@ -172,6 +176,10 @@ def describe(manifest: dict) -> str:
              f"{manifest['labels']} labeled images train with their labels "
              + (f"(as the data marks them; per class {manifest['per_class']})" if manifest["labeled_by"] == "source"
                 else f"({manifest['per_class'][0]} per class, drawn with seed {manifest['seed']})")]
+    if d.get("resized_from"):
+        h, w = d["resized_from"]
+        lines.append(f"images brought to {d['image_shape'][0]}x{d['image_shape'][1]} (the labeled images are mostly "
+                     f"{h}x{w}); choose another size with --image-size HxW")
     if d.get("skipped"):
         lines.append(f"skipped {len(d['skipped'])} unreadable unlabeled files (listed in skipped.json)")
     if not d["test_size"]:
@@ -209,28 +217,42 @@ def batch_indices(n: int, batch_size: int, seed: int, stream: int, start_step: i
     """
     permutations = {}
     for step in itertools.count(start_step):
-        position = (step * size + rank) * batch_size + np.arange(batch_size)
-        epochs = position // n
-        for epoch in np.unique(epochs):
-            if epoch not in permutations:
-                permutations[epoch] = np.random.default_rng([seed, stream, epoch]).permutation(n)
-        yield np.concatenate([permutations[e][position[epochs == e] % n] for e in np.unique(epochs)])
-        for old in [e for e in permutations if e < epochs[0]]:
-            del permutations[old]
+        yield _at(n, seed, stream, (step * size + rank) * batch_size + np.arange(batch_size), permutations)
 
 
 def balanced_batch_indices(y: np.ndarray, num_classes: int, batch_size: int, seed: int, stream: int,
                            start_step: int = 0, rank: int = 0, size: int = 1):
-    """Like `batch_indices`, but every global batch holds the same number of examples of each class,
-    each class cycling through its own seeded permutation, and the batch shuffled before workers slice it."""
-    global_batch = batch_size * size
+    """Like `batch_indices`, but every global batch holds each class equally often: global_batch // K examples
+    of each, and the remaining global_batch % K go to the next classes in turn (so any K works, and over K
+    steps every class is drawn equally). Each class cycles through its own seeded permutation; the batch is
+    shuffled before workers slice it. A class's draws so far are a closed form of the step: resumable."""
+    base, extra = divmod(batch_size * size, num_classes)
     members = [np.flatnonzero(y == k) for k in range(num_classes)]
-    per_class = [batch_indices(len(m), global_batch // num_classes, seed, 1000 * (stream + 1) + k, start_step)
-                 for k, m in enumerate(members)]
+    permutations = [{} for _ in range(num_classes)]
+    classes = np.arange(num_classes)
     for step in itertools.count(start_step):
-        batch = np.concatenate([m[next(positions)] for m, positions in zip(members, per_class)])
+        first = step * extra  # the extras so far: positions 0.. of an endless cycle through the classes
+        counts = base + ((classes - first) % num_classes < extra)
+        drawn = base * step + first // num_classes + (classes < first % num_classes)
+        batch = np.concatenate([m[_at(len(m), seed, 1000 * (stream + 1) + k, drawn[k] + np.arange(counts[k]), p)]
+                                for k, (m, p) in enumerate(zip(members, permutations))])
         batch = np.random.default_rng([seed, stream, step]).permutation(batch)
         yield batch[rank * batch_size:(rank + 1) * batch_size]
+
+
+def _at(n: int, seed: int, stream: int, positions: np.ndarray, permutations: dict) -> np.ndarray:
+    """The examples at increasing global `positions` of an endless run of seeded permutations of range(n);
+    `permutations` caches the epochs in use and forgets those behind."""
+    epochs = positions // n
+    for epoch in np.unique(epochs):
+        if epoch not in permutations:
+            permutations[epoch] = np.random.default_rng([seed, stream, epoch]).permutation(n)
+    for old in [e for e in permutations if len(epochs) and e < epochs[0]]:
+        del permutations[old]
+    chosen = np.empty(len(positions), np.int64)
+    for epoch in np.unique(epochs):
+        chosen[epochs == epoch] = permutations[epoch][positions[epochs == epoch] % n]
+    return chosen
 
 
 def batches(x, y, members: np.ndarray, batch_size: int, seed: int, stream: int, start_step: int = 0, rank: int = 0,
@@ -242,9 +264,6 @@ def batches(x, y, members: np.ndarray, batch_size: int, seed: int, stream: int, 
 
     labels = np.zeros(len(x), np.int64) if y is None else y
     if balanced_classes:
-        if batch_size * size % balanced_classes:
-            raise UserError(f"a class-balanced global batch ({batch_size} x {size} workers) must be a multiple of "
-                            f"the number of classes ({balanced_classes})")
         positions = balanced_batch_indices(labels[members], balanced_classes, batch_size, seed, stream, start_step,
                                            rank, size)
     else:
@@ -258,6 +277,13 @@ def batches(x, y, members: np.ndarray, batch_size: int, seed: int, stream: int, 
     signature = (tf.TensorSpec([batch_size, *x.shape[1:]], tf.uint8), tf.TensorSpec([batch_size], tf.int64))
     stream_ = tf.data.Dataset.from_generator(gather, output_signature=signature)
     return stream_.map(lambda images, y_: (scale(images), y_)).prefetch(tf.data.AUTOTUNE)
+
+
+def validation_size(dataset: Dataset, labeled: np.ndarray, wanted: int) -> tuple[int, int]:
+    """(images to hold out for validation, labeled training images outside the labeled subset): `wanted`, or half
+    of those when there are fewer; none for users' data, whose labels all train."""
+    spare = 0 if dataset.partially_labeled else int(np.sum(dataset.y_train != UNLABELED)) - len(labeled)
+    return min(wanted, spare // 2), spare
 
 
 def split_validation(y: np.ndarray, labeled: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

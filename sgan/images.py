@@ -11,6 +11,7 @@ from PIL import Image
 MAX_PIXELS = 2048 * 2048  # a larger declared size is refused from the header alone (decompression bombs)
 FORMATS = ("PNG", "JPEG")
 EXTENSIONS = {".png", ".jpg", ".jpeg"}
+MIN_SIDE = 8  # pixels: smaller images leave the discriminator's last convolution nothing to see
 
 
 class TooLarge(ValueError):
@@ -37,8 +38,9 @@ def parse_size(text: str) -> tuple:
     height, _, width = text.lower().partition("x")
     if not (height.isdigit() and width.isdigit() and int(height) > 0 and int(width) > 0):
         raise ValueError(f"{text!r} is not HxW (e.g. 32x32)")
-    if int(height) % 4 or int(width) % 4:
-        raise ValueError(f"{text}: both sides must be divisible by 4 (the generator upsamples twice)")
+    if int(height) % 4 or int(width) % 4 or min(int(height), int(width)) < MIN_SIDE:
+        raise ValueError(f"{text}: both sides must be divisible by 4 (the generator upsamples twice) and at least "
+                         f"{MIN_SIDE} (the discriminator halves them three times)")
     return int(height), int(width)
 
 

@@ -6,6 +6,7 @@ worker left running on any node.
 import ipaddress
 import re
 import shlex
+import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sgan.errors import UserError
+from sgan.resume import latest_checkpoint
 
 FAILED = re.compile(r"Process (\d+) exit with status code (-?\d+)")  # what horovodrun prints for a failed worker
 
@@ -110,18 +112,43 @@ def _ssh(ssh: Ssh, host: str, remote: str) -> list[str]:
     return result.stdout.splitlines()
 
 
+def horovodrun() -> Path | None:
+    """Horovod's launcher beside this interpreter, if Horovod is installed (it is an optional extra)."""
+    path = Path(sys.executable).with_name("horovodrun")
+    return path if path.exists() else None
+
+
 def horovodrun_command(workers: int, hosts: list[Host] | None, ssh: Ssh, network_interface: str | None,
                        worker_command: list[str]) -> list[str]:
-    horovodrun = Path(sys.executable).with_name("horovodrun")
-    if not horovodrun.exists():
-        raise UserError("--workers and --hosts need Horovod (scripts/make-env.sh builds it)")
-    command = [str(horovodrun), "-np", str(workers), "--gloo"]
+    if not horovodrun():
+        raise UserError("several workers or hosts need Horovod: `make env` (scripts/make-env.sh) builds an environment "
+                        "with it, or install it into this one (pip install horovod==0.28.1, with a C++ compiler)")
+    command = [str(horovodrun()), "-np", str(workers), "--gloo"]
     if hosts:
         command += ["-H", ",".join(f"{h.name}:{h.slots}" for h in hosts)]
         command += ["--ssh-port", str(ssh.port)] if ssh.port else []
         command += ["--ssh-identity-file", ssh.identity_file] if ssh.identity_file else []
     command += ["--network-interface", network_interface] if network_interface else []
     return command + worker_command
+
+
+WORKER_MODULE = "sgan.train"
+
+
+def worker_command(run_dir: Path, options: list[str]) -> list[str]:
+    """What horovodrun starts on every slot: this interpreter running the worker module on the run folder."""
+    return [sys.executable, "-m", WORKER_MODULE, "--run-dir", str(run_dir), *options]
+
+
+def worker_pattern(run_dir: Path) -> str:
+    """An extended regex matching exactly this run's worker command lines (and the shells and ssh clients that
+    carry them), never the launcher's own (`sgan train --run-dir R`) nor a run folder that merely starts with R."""
+    return f"-m {_ere_escape(WORKER_MODULE)} --run-dir {_ere_escape(str(run_dir))}( |$)"
+
+
+def _ere_escape(text: str) -> str:
+    """`text` as a literal in a POSIX extended regex (pkill's)."""
+    return re.sub(r"([.^$*+?()[\]{}|\\])", r"\\\1", text)
 
 
 def run(command: list[str], hosts: list[Host] | None, ssh: Ssh, run_dir: Path) -> int:
@@ -141,7 +168,7 @@ def run(command: list[str], hosts: list[Host] | None, ssh: Ssh, run_dir: Path) -
     where = ""
     if failed:
         rank, code = failed
-        where = f"worker {rank}" + (f" on {_host_of(rank, hosts)}" if hosts else "") + f" exited with code {code}; "
+        where = f"worker {rank} on {_host_of(rank, hosts) if hosts else socket.gethostname()} exited with code {code}; "
     resume = latest_checkpoint(run_dir)
     raise UserError(f"training failed: {where}every worker was stopped; run the same command again to resume from "
                     f"iteration {resume}" + ("" if resume else " (no checkpoint yet)"))
@@ -158,18 +185,11 @@ def _host_of(rank: int, hosts: list[Host]) -> str:
 
 def _stop_workers(hosts: list[Host] | None, ssh: Ssh, run_dir: Path):
     """horovodrun ends its ssh clients, not always the remote workers: end this run's workers on every node."""
-    pattern = f"sgan.train --run-dir {run_dir}"
+    pattern = worker_pattern(run_dir)
     for host in hosts or []:
         try:
-            subprocess.run(ssh.command(host.name, f"pkill -9 -f {shlex.quote(pattern)}", timeout=5),
+            subprocess.run(ssh.command(host.name, f"pkill -9 -f -- {shlex.quote(pattern)}", timeout=5),
                            capture_output=True, timeout=15)
         except subprocess.TimeoutExpired:
             pass  # an unreachable node: its workers lost their peers and stop at Gloo's timeout
-    subprocess.run(["pkill", "-9", "-f", pattern], capture_output=True)
-
-
-def latest_checkpoint(run_dir: Path) -> int:
-    """The iteration of the run's latest checkpoint (0 if none), read from tf.train's `checkpoint` index file."""
-    index = Path(run_dir) / "checkpoints" / "checkpoint"
-    match = re.search(r'model_checkpoint_path: "ckpt-(\d+)"', index.read_text()) if index.exists() else None
-    return int(match.group(1)) if match else 0
+    subprocess.run(["pkill", "-9", "-f", "--", pattern], capture_output=True)

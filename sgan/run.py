@@ -48,10 +48,18 @@ class RunDir:
 
     def model(self, name: str):
         """`generator` or `discriminator`, as saved at the end of training."""
+        import zipfile
+
         import keras
 
+        import sgan.models  # noqa: F401 - registers the custom layers a saved model may hold
+
         path = self.path / f"{name}.keras"
+        if not path.exists():
+            raise UserError(f"{path}: not found; run `sgan train` first")
         try:
             return keras.models.load_model(path)
-        except (OSError, ValueError) as e:
-            raise UserError(f"{path}: cannot load the trained model ({e}); run `sgan train` first") from None
+        except (OSError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"{path}: cannot load the trained model ({reason}); run the same `sgan train` command "
+                            "again to save it anew from the last checkpoint") from None

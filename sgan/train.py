@@ -213,7 +213,7 @@ def train(config: TrainConfig, dataset: data.Dataset, labeled: np.ndarray, run_d
     """
     dist = dist or distributed.Distribution()
     run_dir = Path(run_dir)
-    validation_size = 0 if dataset.partially_labeled else config.validation  # users' labels all train
+    validation_size, spare = data.validation_size(dataset, labeled, config.validation)
     unlabeled, validation = data.split_validation(dataset.y_train, labeled, validation_size, config.seed)
     init_images = None
     if config.data_init:
@@ -244,8 +244,12 @@ def train(config: TrainConfig, dataset: data.Dataset, labeled: np.ndarray, run_d
         atomic.write_json(run_dir / "config.json", config.to_dict())
         print(f"{dist.size} worker(s) x batch {config.batch_size} = global batch {dist.size * config.batch_size}, "
               f"precision {precision.resolve(config.precision)}, from iteration {start}", flush=True)
-        if validation_size < config.validation:
+        if not validation_size and config.validation:
             print("no validation split: the data labels only the images it trains on", flush=True)
+        elif validation_size < config.validation:
+            print(f"validation split: {validation_size} held-out labeled images (the preset asks for "
+                  f"{config.validation}; the data has {spare} beyond the labeled subset, half of them held out)",
+                  flush=True)
 
     started, seconds_before = time.perf_counter(), history[-1].get("seconds", 0.0) if history else 0.0
     progress = tqdm(total=config.iterations, initial=start, desc="sgan train", unit="it", disable=not dist.is_chief)

@@ -1,4 +1,5 @@
 import gzip
+import sys
 import zlib
 from pathlib import Path
 
@@ -7,6 +8,8 @@ import pytest
 
 from sgan import idx
 
+# The console script a user types (not `python -m sgan.cli`): what a user runs is what the tests run.
+SGAN = str(Path(sys.executable).with_name("sgan"))
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
 

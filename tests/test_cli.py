@@ -3,15 +3,14 @@
 import json
 import os
 import subprocess
-import sys
 
 import pytest
-from conftest import write_idx_dataset
+from conftest import SGAN, write_idx_dataset
 
 
 def sgan(*args, cwd=None):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", "sgan.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([SGAN, *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=600)
 
 

@@ -157,10 +157,23 @@ def test_balanced_batches_hold_every_class_equally_and_resume():
         np.testing.assert_array_equal(np.concatenate([workers[0][step], workers[1][step]]), full[step])
 
 
-def test_unbalanceable_batch_is_a_user_error():
-    with pytest.raises(UserError, match=r"class-balanced global batch \(15 x 1 workers\) must be a multiple"):
-        data.batches(np.zeros((30, 28, 28, 1), np.uint8), np.arange(30) % 10, np.arange(30), 15, seed=0, stream=0,
-                     balanced_classes=10)
+@pytest.mark.parametrize("classes", [2, 3, 7, 37])
+def test_balanced_batches_work_for_any_class_count(classes):
+    """20 does not divide by 3, 7 or 37 (nor 37 into 20): the remainder rotates through the classes."""
+    y = np.arange(classes * 3 + 1) % classes  # uneven class sizes
+    full = _take(data.balanced_batch_indices(y, classes, 20, seed=3, stream=0), 2 * classes)
+    counts = np.array([np.bincount(y[batch], minlength=classes) for batch in full])
+    assert counts.sum(axis=1).tolist() == [20] * len(full)
+    assert (counts.max(axis=1) - counts.min(axis=1) <= 1).all()  # as even as the batch allows
+    for window in (counts[:classes], counts[classes:]):  # over K steps, every class drawn equally
+        assert window.sum(axis=0).tolist() == [20] * classes
+    resumed = _take(data.balanced_batch_indices(y, classes, 20, seed=3, stream=0, start_step=classes + 1), 3)
+    for a, b in zip(full[classes + 1:], resumed):
+        np.testing.assert_array_equal(a, b)
+    workers = [_take(data.balanced_batch_indices(y, classes, 10, seed=3, stream=0, rank=r, size=2), len(full))
+               for r in range(2)]
+    for step, batch in enumerate(full):
+        np.testing.assert_array_equal(np.concatenate([workers[0][step], workers[1][step]]), batch)
 
 
 def test_validation_split_is_held_out_from_labels_and_unlabeled_pool():

@@ -2,13 +2,17 @@
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 import tensorflow as tf
-from conftest import write_idx_dataset
+from conftest import SGAN, write_idx_dataset
 from test_cli import sgan
 
 HOROVODRUN = Path(sys.executable).with_name("horovodrun")
@@ -61,3 +65,35 @@ def test_checkpoint_from_two_workers_resumes_on_one(tmp_path):
 def test_workers_without_a_manifest_fail_before_launching(tmp_path):
     result = sgan("train", "--run-dir", tmp_path, "--workers", 2)
     assert result.returncode == 2 and "manifest.json: not found" in result.stderr
+
+
+def test_a_killed_worker_ends_the_sgan_train_launcher_with_one_line(tmp_path):
+    """Through the console script, as users type it: the launcher's own command line (`sgan train --run-dir R`)
+    must survive the cleanup of R's workers, and say which worker failed, where, and where a rerun resumes."""
+    run = tmp_path / "run"
+    assert sgan("prepare", "--data", write_idx_dataset(tmp_path / "data"), "--labels", 20, "--run-dir", run).returncode == 0
+    launcher = subprocess.Popen([SGAN, "train", "--run-dir", run, "--workers", 2, "--iterations", 3000,
+                                 "--batch-size", 8, "--checkpoint-every", 10], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        deadline = time.time() + 300
+        while not (run / "checkpoints" / "ckpt-20.index").exists():
+            assert time.time() < deadline and launcher.poll() is None, "no checkpoint appeared"
+            time.sleep(0.2)
+        rank1 = [p for p in workers_of(run) if p.environ().get("HOROVOD_RANK") == "1"]
+        assert len(rank1) == 1
+        rank1[0].kill()
+        out, err = launcher.communicate(timeout=120)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 2, out[-2000:] + err[-2000:]
+    message = err.strip().splitlines()[-1]
+    assert message.startswith(f"sgan: error: training failed: worker 1 on {socket.gethostname()} exited with code"), message
+    assert int(re.search(r"resume from iteration (\d+)", message).group(1)) >= 20
+    assert not workers_of(run)
+
+
+def workers_of(run: Path) -> list:
+    return [p for p in psutil.process_iter(["cmdline"])
+            if p.info["cmdline"] and f"-m sgan.train --run-dir {run} " in " ".join(p.info["cmdline"])]

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_idx_dataset
+from conftest import SGAN, write_idx_dataset
 
 import nodes as simulated
 
@@ -29,16 +29,16 @@ def cluster(tmp_path_factory):
 @pytest.fixture
 def prepared(tmp_path):
     run = tmp_path / "run"
-    code = subprocess.run([sys.executable, "-m", "sgan.cli", "prepare", "--data", write_idx_dataset(tmp_path / "data"),
+    code = subprocess.run([SGAN, "prepare", "--data", write_idx_dataset(tmp_path / "data"),
                            "--labels", "20", "--run-dir", run], capture_output=True, text=True).returncode
     assert code == 0
     return run
 
 
-def on_node1(cluster, *args, timeout=600, module="sgan.cli"):
-    """Runs `python -m sgan.cli ARGS` on node1 (the launching node), as a user there would."""
+def on_node1(cluster, *args, timeout=600):
+    """Runs `sgan ARGS` on node1 (the launching node), as a user there would."""
     ssh = ["--ssh-port", simulated.SSH_PORT, "--ssh-identity-file", cluster.key]
-    process = cluster.run_on("node1", [sys.executable, "-m", module, *args, *ssh], stdout=subprocess.PIPE,
+    process = cluster.run_on("node1", [SGAN, *args, *ssh], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env={**cluster.env(), "TF_CPP_MIN_LOG_LEVEL": "3"})
     out, err = process.communicate(timeout=timeout)
     return process.returncode, out, err
@@ -61,7 +61,7 @@ def test_two_ranks_on_two_nodes_hold_identical_weights(cluster, tmp_path):
 def test_a_killed_worker_stops_the_job_everywhere_and_a_rerun_resumes(cluster, prepared):
     """`sgan train --hosts` across both nodes; rank 1 killed mid-run; the rerun resumes, rank 0 alone writing."""
     ssh = ["--ssh-port", str(simulated.SSH_PORT), "--ssh-identity-file", str(cluster.key)]
-    launcher = cluster.run_on("node1", [sys.executable, "-m", "sgan.cli", "train", "--run-dir", prepared, "--hosts",
+    launcher = cluster.run_on("node1", [SGAN, "train", "--run-dir", prepared, "--hosts",
                                         HOSTS, "--iterations", 3000, "--batch-size", 8, "--checkpoint-every", 20, *ssh],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env={**cluster.env(), "TF_CPP_MIN_LOG_LEVEL": "3"})
@@ -101,7 +101,7 @@ def test_the_flow_trains_across_nodes(cluster, tmp_path):
     env_home = {"PREFECT_HOME": str(tmp_path / "prefect-home")}
     ssh = ["--ssh-port", str(simulated.SSH_PORT), "--ssh-identity-file", str(cluster.key)]
     process = cluster.run_on(
-        "node1", [sys.executable, "-m", "sgan.cli", "pipeline", "--data", tmp_path / "data", "--labels", 20,
+        "node1", [SGAN, "pipeline", "--data", tmp_path / "data", "--labels", 20,
                   "--hosts", HOSTS, *ssh, "--iterations", 6, "--batch-size", 8, "--accuracy-gate", 0,
                   "--output-root", tmp_path / "out"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import write_idx_dataset
+from conftest import SGAN, write_idx_dataset
 
 PREFECT = Path(sys.executable).with_name("prefect")
 
@@ -25,7 +25,7 @@ def _env(prefect_home: Path, **extra) -> dict:
 
 
 def pipeline(tmp: Path, *args, wait=True):
-    command = [sys.executable, "-m", "sgan.cli", "pipeline", "--data", str(tmp / "data"), "--labels", "20",
+    command = [SGAN, "pipeline", "--data", str(tmp / "data"), "--labels", "20",
                "--batch-size", "8", "--output-root", str(tmp / "out"), *map(str, args)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env=_env(tmp / "prefect-home"))

@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+from conftest import SGAN
 from PIL import Image
 
 WORKERS = 2
@@ -336,7 +337,7 @@ def test_schema_driven_fuzzing_finds_no_5xx_and_no_contract_violation(server, tm
 def test_serve_refuses_a_bad_model_in_one_line(tmp_path):
     bad = tmp_path / "model.onnx"
     bad.write_bytes(b"not onnx")
-    result = subprocess.run([sys.executable, "-m", "sgan.cli", "serve", str(bad)], capture_output=True, text=True,
+    result = subprocess.run([SGAN, "serve", str(bad)], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "not a loadable ONNX model" in result.stderr

@@ -5,12 +5,11 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import synthetic_images, write_image_folder
+from conftest import SGAN, synthetic_images, write_image_folder
 from PIL import Image
 
 from sgan import data
@@ -18,7 +17,7 @@ from sgan.errors import UserError
 
 
 def sgan(*args, cache: Path):
-    result = subprocess.run([sys.executable, "-m", "sgan.cli", *map(str, args)], capture_output=True, text=True,
+    result = subprocess.run([SGAN, *map(str, args)], capture_output=True, text=True,
                             env={**os.environ, "SGAN_CACHE_DIR": str(cache), "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=600)
     return result.returncode, result.stdout, result.stderr
 
@@ -165,7 +164,7 @@ def unevaluated_flow(tmp_path_factory):
     env.update(PREFECT_HOME=str(tmp / "prefect-home"), SGAN_CACHE_DIR=str(tmp / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
     runs = []
     for gate in ([], ["--accuracy-gate", "0"]):
-        command = [sys.executable, "-m", "sgan.cli", "pipeline", "--data", str(folder), "--workers", "1",
+        command = [SGAN, "pipeline", "--data", str(folder), "--workers", "1",
                    "--iterations", "12", "--batch-size", "6", "--output-root", str(tmp / "out"), *gate]
         result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
         runs.append((result.returncode, result.stdout + result.stderr))

@@ -5,7 +5,8 @@
     DATA/test/<class name>/...       optional; its classes must be among labeled/'s
 
 Class names are the folder names, sorted. Images of any size and mode are brought to one shape (default: the
-most common size among the labeled images, grayscale if they all are), decoded once into a content-addressed
+most common size among the labeled images, scaled down to a longer side of at most DEFAULT_LONGER_SIDE pixels
+with its aspect kept, grayscale if they all are), decoded once into a content-addressed
 cache of uint8 .npy files that training memory-maps. A bad labeled or test file stops everything (one line
 naming it, nothing written); a bad unlabeled file is skipped and listed. The user's files are only read.
 """
@@ -30,6 +31,9 @@ from sgan.errors import UserError
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 CACHE_FORMAT = 1  # bump when the decoding changes: old cache entries are then never read
 CHUNK = 256  # files per decoding task
+# Camera-sized photos train too slowly and need too much memory on a CPU; 32 pixels is the side the published
+# SSL-GAN results on CIFAR-10 and SVHN use, and trains at about MNIST's speed here (docs/benchmarks.md).
+DEFAULT_LONGER_SIDE = 32
 
 
 def default_cache_dir() -> Path:
@@ -41,7 +45,7 @@ def load(folder: Path, image_size=None, channels=None, cache_dir=None, listing_s
     folder = folder.resolve()
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     listing, class_names = _scan(folder)
-    shape = _shape(folder, listing, image_size, channels)
+    shape, common = _shape(folder, listing, image_size, channels)
     digest = listing_sha256 if listing_sha256 and _entry(cache_dir, listing_sha256, shape).is_dir() \
         else _listing_digest(folder, listing)
     entry = _entry(cache_dir, digest, shape)
@@ -55,6 +59,8 @@ def load(folder: Path, image_size=None, channels=None, cache_dir=None, listing_s
     details = {"options": {"image_size": list(shape[:2]), "channels": shape[2], "cache_dir": str(cache_dir),
                            "listing_sha256": digest},
                "cache": str(entry), "files": meta["files"], "skipped": meta["skipped"]}
+    if common and common != shape[:2]:
+        details["resized_from"] = list(common)
     return validated(arrays, names, str(folder), {"listing": digest}, meta["class_names"], details)
 
 
@@ -88,17 +94,26 @@ def _scan(folder: Path) -> tuple[dict, list]:
     return listing, class_names
 
 
-def _shape(folder: Path, listing: dict, image_size, channels) -> tuple:
-    """(H, W, C): as asked, else the labeled images' most common size, and 1 channel if all of them are gray."""
+def _shape(folder: Path, listing: dict, image_size, channels) -> tuple[tuple, tuple | None]:
+    """((H, W, C), the labeled images' most common (H, W)): as asked, else that size brought to `trainable_size`,
+    and 1 channel if all of them are gray."""
     if image_size and channels:
-        return (*image_size, channels)
+        return (*image_size, channels), None
     sizes, modes = Counter(), set()
     for relative, _ in listing["labeled"]:
         with _open(folder / relative, strict=True) as image:
             sizes[image.size] += 1
             modes.add(image.mode)
     width, height = sizes.most_common(1)[0][0]
-    return (*(image_size or (height, width)), channels or (1 if modes <= GRAY_MODES else 3))
+    size = image_size or trainable_size(height, width)
+    return (*size, channels or (1 if modes <= GRAY_MODES else 3)), (height, width)
+
+
+def trainable_size(height: int, width: int, longer: int = DEFAULT_LONGER_SIDE) -> tuple:
+    """(H, W) with the longer side at most `longer`, the aspect kept, both sides multiples of 4 (the generator
+    upsamples twice) and at least 8: 480x640 -> 24x32; 28x28 stays 28x28."""
+    factor = min(1.0, longer / max(height, width))
+    return tuple(max(images.MIN_SIDE, 4 * round(side * factor / 4)) for side in (height, width))
 
 
 def _open(path, strict: bool):
