@@ -72,8 +72,8 @@ def test_a_killed_worker_ends_the_sgan_train_launcher_with_one_line(tmp_path):
     must survive the cleanup of R's workers, and say which worker failed, where, and where a rerun resumes."""
     run = tmp_path / "run"
     assert sgan("prepare", "--data", write_idx_dataset(tmp_path / "data"), "--labels", 20, "--run-dir", run).returncode == 0
-    launcher = subprocess.Popen([SGAN, "train", "--run-dir", run, "--workers", 2, "--iterations", 3000,
-                                 "--batch-size", 8, "--checkpoint-every", 10], stdout=subprocess.PIPE,
+    launcher = subprocess.Popen([SGAN, "train", "--run-dir", str(run), "--workers", "2", "--iterations", "3000",
+                                 "--batch-size", "8", "--checkpoint-every", "10"], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     try:
         deadline = time.time() + 300
