@@ -49,5 +49,5 @@ RUN pip install --no-deps --no-build-isolation . \
 
 USER 1000:1000
 WORKDIR /runs
-# The main job; override the arguments for other runs (or start horovodrun directly, see README).
+# The main job; override the arguments for other runs (or start horovodrun directly, see docs/distributed.md).
 CMD ["sgan", "pipeline", "--data", "/data", "--output-root", "/runs", "--workers", "1"]

@@ -9,7 +9,7 @@ import re
 import shutil
 from pathlib import Path
 
-from sgan.errors import UserError
+from sgan.errors import UserError, writing
 from sgan.run import RunDir
 
 FILES = ("model.onnx", "model.int8.onnx", "metrics.json", "manifest.json", "onnx_report.json", "config.json",
@@ -89,14 +89,18 @@ def publish(run_dir, models_root, accuracy_gate: float, allow_test_leaks: bool =
     onnx_report = run.read_json("onnx_report.json", "export first")
     models_root.mkdir(parents=True, exist_ok=True)
     version = next_version(models_root)
-    staging = models_root / f".{version}.staging"
+    staging, target = models_root / f".{version}.staging", models_root / version
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    for name in FILES:
-        if (run_dir / name).exists():
-            shutil.copy2(run_dir / name, staging / name)
-    (staging / "MODEL_CARD.md").write_text(model_card(metrics, manifest, onnx_report, version))
-    target = models_root / version
+    try:
+        with writing(target):
+            staging.mkdir()
+            for name in FILES:
+                if (run_dir / name).exists():
+                    shutil.copy2(run_dir / name, staging / name)
+            (staging / "MODEL_CARD.md").write_text(model_card(metrics, manifest, onnx_report, version))
+    except UserError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     os.rename(staging, target)
 
     leaked = leaked_test_images(manifest)

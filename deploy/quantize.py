@@ -21,7 +21,7 @@ def quantize(float_path, calibration_images: np.ndarray) -> bytes:
 
     The first convolution stays float: quantizing the layer that reads the pixels cost 1.4-2 points of
     MNIST accuracy with every calibration method we measured (MinMax, Percentile, Entropy); keeping it
-    float costs nothing measurable (see README).
+    float costs nothing measurable (see docs/serving.md).
     """
     float_model = onnx.load(str(float_path))
     first_conv = next(node.name for node in float_model.graph.node if node.op_type == "Conv")

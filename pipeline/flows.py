@@ -5,6 +5,7 @@ subprocess (which starts horovodrun), so a retry of the task resumes from the ru
 """
 
 import hashlib
+import json
 import re
 import subprocess
 import sys
@@ -21,8 +22,10 @@ from prefect.artifacts import (
 )
 
 from sgan import atomic, launch
+from sgan.errors import ERROR_PREFIX, EXIT_USER_ERROR, UserError
 from sgan.run import RunDir
 
+PLACEMENT = ("--workers", "--hosts", "--ssh-port", "--ssh-identity-file", "--network-interface", "--checkpoint-every")
 PROGRESS = re.compile(r"sgan train:\s+\d+%.*?\|\s*(\d+)/(\d+)")  # tqdm: "sgan train:  45%|███  | 270/600"
 
 
@@ -43,7 +46,6 @@ def prepare_dataset(data: str | None, labels: int | None, seed: int, image_size:
                     channels: int | None) -> dict:
     from sgan import data as datasets
     from sgan.download import download_mnist
-    from sgan.errors import UserError
     from sgan.images import parse_size
 
     try:
@@ -56,7 +58,12 @@ def prepare_dataset(data: str | None, labels: int | None, seed: int, image_size:
     return manifest
 
 
-@task(retries=2, retry_delay_seconds=2)
+def _not_a_user_error(task, task_run, state) -> bool:
+    """A retry resumes a failed training from its checkpoint; it cannot mend what the user must change first."""
+    return not isinstance(state.result(raise_on_failure=False), UserError)
+
+
+@task(retries=2, retry_delay_seconds=2, retry_condition_fn=_not_a_user_error)
 def train(run_dir: Path, manifest: dict, options: list[str]):
     """Runs `sgan train` (horovodrun underneath), streaming its log into Prefect; resumes if checkpoints exist."""
     logger = get_run_logger()
@@ -65,7 +72,8 @@ def train(run_dir: Path, manifest: dict, options: list[str]):
     logger.info("%s", " ".join(command))
     progress = create_progress_artifact(0.0, description="training iterations done (%)")
     reported = -1
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
+                               preexec_fn=launch.die_with_parent)
     buffer, tail = b"", []
     while chunk := process.stdout.read(4096):
         *lines, buffer = re.split(rb"[\r\n]", buffer + chunk)
@@ -79,7 +87,9 @@ def train(run_dir: Path, manifest: dict, options: list[str]):
             elif line:
                 logger.info("%s", line)
                 tail = (tail + [line])[-20:]
-    if process.wait() != 0:
+    if process.wait() == EXIT_USER_ERROR and (said := [t for t in tail if ERROR_PREFIX in t]):
+        raise UserError(said[-1].split(ERROR_PREFIX, 1)[1])
+    if process.returncode != 0:
         raise RuntimeError(f"training exited with code {process.returncode}:\n" + "\n".join(tail))
     update_progress_artifact(progress, 100)
 
@@ -142,6 +152,16 @@ def _model_card_artifact(version_dir: Path, promoted: bool):
     create_markdown_artifact((version_dir / "MODEL_CARD.md").read_text() + "\n" + where, key="sgan-model-card")
 
 
+def _run_name(manifest: dict, options: list[str]) -> str:
+    """The run folder's name follows from the data and what shapes the model (not where it trains), so a flow run
+    killed mid-training (or its orchestrator) is resumed from its checkpoint by the same command run again, on
+    the same or another number of workers."""
+    pairs = dict(zip(options[::2], options[1::2]))
+    shaping = {k: v for k, v in pairs.items() if k not in PLACEMENT}
+    digest = hashlib.sha256(json.dumps([manifest, shaping], sort_keys=True).encode()).hexdigest()
+    return f"{options[options.index('--preset') + 1]}-{digest[:12]}"
+
+
 def _tasks_seconds(flow_run_id) -> float:
     """The tasks' own run time, as Prefect recorded it: the rest of the flow's wall time is orchestration."""
     from prefect.client.orchestration import get_client
@@ -180,7 +200,6 @@ def sgan_pipeline(
     moves only at or above this test accuracy; without a test set it must be set to 0 to promote the model."""
     started = time.perf_counter()
     root = Path(output_root).resolve()
-    run_dir = root / "runs" / (runtime.flow_run.name or "local")
 
     manifest = prepare_dataset(data, labels, seed, image_size, channels)
     if not manifest["dataset"]["test_size"]:
@@ -195,6 +214,7 @@ def sgan_pipeline(
                         ("--batch-size", batch_size), ("--iterations", iterations),
                         ("--checkpoint-every", checkpoint_every)):
         options += [flag, str(value)] if value is not None else []
+    run_dir = root / "runs" / _run_name(manifest, options)
     train(run_dir, manifest, options)
 
     metrics = evaluate(run_dir)

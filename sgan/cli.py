@@ -11,10 +11,9 @@ import numpy as np
 from deploy.serve import add_arguments as add_serve_arguments
 from sgan import data
 from sgan.config import DEFAULT_PRESET, PRECISIONS, PRESET_HELP, PRESETS, preset
-from sgan.errors import UserError
+from sgan.errors import ERROR_PREFIX, EXIT_USER_ERROR, UserError, no_space
 from sgan.run import RunDir
 
-EXIT_USER_ERROR = 2
 
 
 def cmd_prepare(args):
@@ -317,7 +316,13 @@ def main(argv=None) -> int:
     try:
         return args.func(args) or 0
     except UserError as e:
-        print(f"sgan: error: {e}", file=sys.stderr)
+        print(f"{ERROR_PREFIX}{e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as e:
+        if not no_space(e):
+            raise
+        print(f"{ERROR_PREFIX}no space left on device ({str(e).strip().splitlines()[-1]}); free some space and run "
+              "the same command again", file=sys.stderr)
         return EXIT_USER_ERROR
 
 

@@ -3,9 +3,11 @@ multi-node job before it starts, and a failed job turned into one line (which wo
 worker left running on any node.
 """
 
+import ctypes
 import ipaddress
 import re
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from pathlib import Path
 from sgan.errors import UserError
 from sgan.resume import latest_checkpoint
 
+PR_SET_PDEATHSIG = 1  # prctl(2)
 FAILED = re.compile(r"Process (\d+) exit with status code (-?\d+)")  # what horovodrun prints for a failed worker
 
 
@@ -151,10 +154,22 @@ def _ere_escape(text: str) -> str:
     return re.sub(r"([.^$*+?()[\]{}|\\])", r"\\\1", text)
 
 
+def die_with_parent():
+    """For a child process (preexec_fn): killed when the process that started it dies, even by SIGKILL, so a killed
+    flow or launcher leaves no training behind (Linux; elsewhere nothing is done)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
 def run(command: list[str], hosts: list[Host] | None, ssh: Ssh, run_dir: Path) -> int:
     """Runs horovodrun, passing its output through; on failure makes sure no worker of this run survives on any
-    node, and raises one line naming the failed worker and the iteration a rerun resumes from."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE)  # stderr (the workers' progress bars) untouched
+    node, and raises one line naming the failed worker and the iteration a rerun resumes from. Workers of this
+    run folder left by a killed launcher are stopped first: two trainings must never share a folder."""
+    _stop_workers(hosts, ssh, run_dir)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE,  # stderr (the workers' progress bars) untouched
+                               preexec_fn=die_with_parent)
     failed, recent = None, ""
     while chunk := process.stdout.read1(65536):
         sys.stdout.buffer.write(chunk)  # passed through byte for byte

@@ -39,7 +39,7 @@ def pseudo_label_loss(teacher_logits, student_logits, threshold: float):
     least `threshold` confident, its class becomes the target for a shifted copy of that image.
 
     This teaches the classifier from unlabeled data directly, alongside the GAN term, whose signal fades once the
-    discriminator tells generated images apart (README, "The improved preset").
+    discriminator tells generated images apart (docs/benchmarks.md, "The improved preset").
     """
     probabilities = tf.nn.softmax(tf.stop_gradient(teacher_logits))
     confident = tf.cast(tf.reduce_max(probabilities, axis=-1) >= threshold, student_logits.dtype)

@@ -19,7 +19,7 @@ class _WeightNorm(layers.Layer):
 
     With `train_scale=False` a hidden layer keeps the scale its data-dependent initialisation gave it (Salimans et
     al.'s MNIST model): its outputs cannot grow against the fixed Gaussian noise that follows, which kept our MLP
-    discriminator from collapsing (README, "improved preset"). Subclasses say how v is applied.
+    discriminator from collapsing (docs/benchmarks.md, "The improved preset"). Subclasses say how v is applied.
     """
 
     def __init__(self, units: int, activation=None, train_scale: bool = True, **kwargs):

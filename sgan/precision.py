@@ -12,7 +12,7 @@ POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"
 
 def resolve(precision: str) -> str:
     """`auto` is fp16 on a GPU and fp32 on CPU: bf16 was 10x slower on a CPU without bf16 units and 1.1-1.25x faster
-    on one with them, and its effect on accuracy is unmeasured (see README, Mixed precision)."""
+    on one with them, and its effect on accuracy is unmeasured (see docs/distributed.md, Mixed precision)."""
     if precision == "auto":
         return "fp16" if tf.config.list_physical_devices("GPU") else "fp32"
     return precision

@@ -14,6 +14,7 @@ and shifts alike), and each update averages gradients across workers, so N worke
 same update as one worker with batch N*b (up to BatchNorm's per-worker batch statistics).
 """
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from tqdm import tqdm
 from sgan import atomic, data, distributed, precision
 from sgan.augment import random_shifts, translate
 from sgan.config import TrainConfig
-from sgan.errors import UserError
+from sgan.errors import UserError, writing
 from sgan.evaluate import accuracy, load_history
 from sgan.losses import (feature_matching_loss, generator_loss, pseudo_label_loss, supervised_loss,
                          unsupervised_loss)
@@ -206,6 +207,17 @@ def make_train_step(sgan: SGAN, config: TrainConfig, dist: distributed.Distribut
     return train_step
 
 
+def save_checkpoint(manager: tf.train.CheckpointManager, run_dir: Path, done: int):
+    """A full disk is one line naming the checkpoint, and leaves no part of it behind."""
+    try:
+        with writing(run_dir / "checkpoints" / f"ckpt-{done}"):
+            manager.save(checkpoint_number=done)
+    except UserError:
+        for partial in (run_dir / "checkpoints").glob(f"ckpt-{done}[._]*"):
+            shutil.rmtree(partial) if partial.is_dir() else partial.unlink()
+        raise
+
+
 def train(config: TrainConfig, dataset: data.Dataset, labeled: np.ndarray, run_dir, dist=None) -> SGAN:
     """Trains, resuming from the latest checkpoint in `run_dir` if there is one; rank 0 writes the outputs.
 
@@ -252,29 +264,29 @@ def train(config: TrainConfig, dataset: data.Dataset, labeled: np.ndarray, run_d
                   flush=True)
 
     started, seconds_before = time.perf_counter(), history[-1].get("seconds", 0.0) if history else 0.0
-    progress = tqdm(total=config.iterations, initial=start, desc="sgan train", unit="it", disable=not dist.is_chief)
-    for t in range(start, config.iterations):
-        labeled_x, labeled_y = next(labeled_batches)
-        unlabeled_x, _ = next(unlabeled_batches)
-        losses = train_step(labeled_x, labeled_y, unlabeled_x, tf.constant(t, tf.int64))
-        step.assign(t + 1)
-        done = t + 1
-        if dist.is_chief and (done % config.log_every == 0 or done == config.iterations):
-            record = {"step": done, **{k: float(v) for k, v in losses.items()}}
-            record["seconds"] = round(seconds_before + time.perf_counter() - started, 1)  # training wall time
-            if len(validation) and (done % config.eval_every == 0 or done == config.iterations):
-                record["validation_accuracy"] = accuracy(sgan.classifier, validation_x, validation_y)
-            history.append(record)
-            progress.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k not in ("step", "seconds")})
-            with writer.as_default(step=done):
-                for name, value in record.items():
-                    if name not in ("step", "seconds"):
-                        tf.summary.scalar(name, value)
-        if dist.is_chief and (done % config.checkpoint_every == 0 or done == config.iterations):
-            manager.save(checkpoint_number=done)
-            atomic.write_json(run_dir / "history.json", history)
-        progress.update(1)
-    progress.close()
+    with tqdm(total=config.iterations, initial=start, desc="sgan train", unit="it",
+              disable=not dist.is_chief) as progress:  # closed on an error too: its line ends before the error's
+        for t in range(start, config.iterations):
+            labeled_x, labeled_y = next(labeled_batches)
+            unlabeled_x, _ = next(unlabeled_batches)
+            losses = train_step(labeled_x, labeled_y, unlabeled_x, tf.constant(t, tf.int64))
+            step.assign(t + 1)
+            done = t + 1
+            if dist.is_chief and (done % config.log_every == 0 or done == config.iterations):
+                record = {"step": done, **{k: float(v) for k, v in losses.items()}}
+                record["seconds"] = round(seconds_before + time.perf_counter() - started, 1)  # training wall time
+                if len(validation) and (done % config.eval_every == 0 or done == config.iterations):
+                    record["validation_accuracy"] = accuracy(sgan.classifier, validation_x, validation_y)
+                history.append(record)
+                progress.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k not in ("step", "seconds")})
+                with writer.as_default(step=done):
+                    for name, value in record.items():
+                        if name not in ("step", "seconds"):
+                            tf.summary.scalar(name, value)
+            if dist.is_chief and (done % config.checkpoint_every == 0 or done == config.iterations):
+                save_checkpoint(manager, run_dir, done)
+                atomic.write_json(run_dir / "history.json", history)
+            progress.update(1)
 
     if dist.is_chief:
         for name, model in (("generator", sgan.generator), ("discriminator", sgan.classifier)):

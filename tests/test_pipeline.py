@@ -86,6 +86,36 @@ def test_killed_training_is_resumed_by_the_retry(workspace):
     assert history[-1]["step"] == 400
 
 
+def test_a_killed_flow_leaves_no_trainer_and_the_same_command_resumes(workspace):
+    """The flow process (and the embedded Prefect API inside it) killed mid-training: its trainer dies with it;
+    the same command again skips prepare (cached) and resumes the same run folder from its checkpoint."""
+    tmp = workspace / "killed-flow"
+    write_idx_dataset(tmp / "data")
+    args = ("--workers", 1, "--iterations", 400, "--checkpoint-every", 25, "--accuracy-gate", 0)
+    process = pipeline(tmp, *args, wait=False)
+    try:
+        deadline = time.time() + 300
+        while not list((tmp / "out").glob("runs/*/checkpoints/ckpt-50.index")):
+            assert time.time() < deadline and process.poll() is None, "no checkpoint appeared"
+            time.sleep(0.1)
+    finally:
+        process.kill()
+    process.wait(timeout=30)
+    [run_dir] = (tmp / "out" / "runs").iterdir()
+    deadline = time.time() + 20
+    while any(str(run_dir) in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])):
+        assert time.time() < deadline, "the trainer outlived the killed flow"
+        time.sleep(0.2)
+
+    code, output = pipeline(tmp, *args)
+    assert code == 0, output[-4000:]
+    assert "Task run 'prepare_dataset" in output and "Cached" in output
+    starts = [int(n) for n in re.findall(r"from iteration (\d+)", output)]
+    assert starts and starts[0] >= 50, starts
+    assert [p.name for p in (tmp / "out" / "runs").iterdir()] == [run_dir.name]
+    assert json.loads((run_dir / "history.json").read_text())[-1]["step"] == 400
+
+
 def test_deployment_run_triggered_through_the_cli_completes(workspace, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

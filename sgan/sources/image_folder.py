@@ -26,13 +26,13 @@ from tqdm import tqdm
 
 from sgan import images
 from sgan.data import UNLABELED, Dataset, validated
-from sgan.errors import UserError
+from sgan.errors import UserError, writing
 
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 CACHE_FORMAT = 1  # bump when the decoding changes: old cache entries are then never read
 CHUNK = 256  # files per decoding task
-# Camera-sized photos train too slowly and need too much memory on a CPU; 32 pixels is the side the published
-# SSL-GAN results on CIFAR-10 and SVHN use, and trains at about MNIST's speed here (docs/benchmarks.md).
+# Camera-sized photos train too slowly and need too much memory on a CPU; 32 pixels is the side of the published
+# SSL-GAN results on CIFAR-10 and SVHN (time and memory at this size: docs/benchmarks.md, Photos).
 DEFAULT_LONGER_SIDE = 32
 
 
@@ -50,7 +50,8 @@ def load(folder: Path, image_size=None, channels=None, cache_dir=None, listing_s
         else _listing_digest(folder, listing)
     entry = _entry(cache_dir, digest, shape)
     if not (entry / "meta.json").is_file():
-        _decode_into(entry, folder, listing, shape, digest, class_names)
+        with writing(entry):
+            _decode_into(entry, folder, listing, shape, digest, class_names)
     meta = json.loads((entry / "meta.json").read_text())
     arrays = {name: np.load(entry / f"{name}.npy", mmap_mode="r") for name in ("x_train", "x_test")}
     arrays.update({name: np.load(entry / f"{name}.npy") for name in ("y_train", "y_test")})
@@ -161,8 +162,7 @@ def _decode_into(entry: Path, folder: Path, listing: dict, shape: tuple, digest:
         arrays, skipped = {}, []
         for part, strict in (("labeled", True), ("test", True), ("unlabeled", False)):  # strict parts fail fast
             files = listing[part]
-            x = np.lib.format.open_memmap(staging / f"{part}.npy", mode="w+", dtype=np.uint8,
-                                          shape=(len(files), *shape))
+            x = _new_array(staging / f"{part}.npy", (len(files), *shape))
             ok = np.ones(len(files), bool)
             chunks = [[str(folder / f) for f, _ in files[i:i + CHUNK]] for i in range(0, len(files), CHUNK)]
             with tqdm(total=len(files), desc=f"sgan prepare: decoding {part}", unit="image", mininterval=1,
@@ -208,13 +208,21 @@ def _write_training_set(staging: Path, arrays: dict):
     """x_train.npy: the labeled images, then the readable unlabeled ones; y_train.npy: their labels or UNLABELED."""
     (x_labeled, y_labeled, _), (x_unlabeled, y_unlabeled, ok) = arrays["labeled"], arrays["unlabeled"]
     keep = np.flatnonzero(ok)
-    x = np.lib.format.open_memmap(staging / "x_train.npy", mode="w+", dtype=np.uint8,
-                                  shape=(len(x_labeled) + len(keep), *x_labeled.shape[1:]))
+    x = _new_array(staging / "x_train.npy", (len(x_labeled) + len(keep), *x_labeled.shape[1:]))
     x[:len(x_labeled)] = x_labeled
     for start in range(0, len(keep), 10000):
         x[len(x_labeled) + start:len(x_labeled) + start + 10000] = x_unlabeled[keep[start:start + 10000]]
     x.flush()
     np.save(staging / "y_train.npy", np.concatenate([y_labeled, y_unlabeled[keep]]))
+
+
+def _new_array(path: Path, shape: tuple) -> np.ndarray:
+    """A uint8 .npy memory map whose blocks are reserved now: a full disk is an error here, not a SIGBUS when a
+    page of the map is written later."""
+    x = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+    with open(path, "r+b") as f:
+        os.posix_fallocate(f.fileno(), 0, os.path.getsize(path))
+    return x
 
 
 def _decode_chunk(paths: list, shape: tuple) -> tuple[np.ndarray, list]:
