@@ -19,6 +19,8 @@ from sgan.errors import UserError
 from sgan.resume import latest_checkpoint
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
+# A worker waiting on a peer that vanished (a node off the network) gives up after this long, and the job stops.
+GLOO_TIMEOUT_S = 30
 FAILED = re.compile(r"Process (\d+) exit with status code (-?\d+)")  # what horovodrun prints for a failed worker
 
 
@@ -126,7 +128,7 @@ def horovodrun_command(workers: int, hosts: list[Host] | None, ssh: Ssh, network
     if not horovodrun():
         raise UserError("several workers or hosts need Horovod: `make env` (scripts/make-env.sh) builds an environment "
                         "with it, or install it into this one (pip install horovod==0.28.1, with a C++ compiler)")
-    command = [str(horovodrun()), "-np", str(workers), "--gloo"]
+    command = [str(horovodrun()), "-np", str(workers), "--gloo", "--gloo-timeout-seconds", str(GLOO_TIMEOUT_S)]
     if hosts:
         command += ["-H", ",".join(f"{h.name}:{h.slots}" for h in hosts)]
         command += ["--ssh-port", str(ssh.port)] if ssh.port else []

@@ -63,6 +63,10 @@ class Nodes:
             found[node] = [int(p) for p in pids if _cmdline(p) and pattern in _cmdline(p)]
         return found
 
+    def link(self, node: str, state: str):
+        """`down` takes the node off the network, as a failed switch port or a powered-off host would; `up` returns it."""
+        self._sh("ip", "-n", self.switch, "link", "set", f"sg{self.tag}p{self.names.index(node)}", state)
+
     def _sh(self, *command):
         subprocess.run(command, check=True, capture_output=True)
 

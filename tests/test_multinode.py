@@ -12,6 +12,7 @@ import pytest
 from conftest import SGAN, write_idx_dataset
 
 import nodes as simulated
+from sgan.launch import GLOO_TIMEOUT_S
 
 HOROVODRUN = Path(sys.executable).with_name("horovodrun")
 pytestmark = [pytest.mark.skipif(not HOROVODRUN.exists(), reason="needs Horovod (scripts/make-env.sh)"),
@@ -94,6 +95,40 @@ def test_a_killed_worker_stops_the_job_everywhere_and_a_rerun_resumes(cluster, p
     events = list((prepared / "tensorboard").glob("events.out.tfevents.*"))
     assert events and all(".node1." in e.name for e in events), events  # rank 1, on node2, wrote nothing
     assert not any(cluster.processes_matching("sgan.train").values())
+
+
+def test_a_node_that_vanishes_stops_the_job_within_the_gloo_timeout_and_a_rerun_resumes(cluster, prepared):
+    """node2 taken off the network mid-run: the workers give up after Gloo's timeout, the launcher prints its one
+    line, and once node2 is back the same command resumes (stopping node2's stranded worker first)."""
+    ssh = ["--ssh-port", str(simulated.SSH_PORT), "--ssh-identity-file", str(cluster.key)]
+    train = ["train", "--run-dir", prepared, "--hosts", HOSTS, "--batch-size", 8, "--checkpoint-every", 20, *ssh]
+    launcher = cluster.run_on("node1", [SGAN, *train, "--iterations", 3000], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={**cluster.env(), "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        deadline = time.time() + 300
+        while not (prepared / "checkpoints" / "ckpt-40.index").exists():
+            assert time.time() < deadline and launcher.poll() is None, "no checkpoint appeared"
+            time.sleep(0.2)
+        cluster.link("node2", "down")
+        cut_at = time.time()
+        out, err = launcher.communicate(timeout=GLOO_TIMEOUT_S + 90)
+        stopped_in = time.time() - cut_at
+    finally:
+        cluster.link("node2", "up")
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 2, out[-2000:] + err[-2000:]
+    message = err.strip().splitlines()[-1]
+    assert re.match(r"sgan: error: training failed: worker \d on node\d exited with code", message), message
+    assert stopped_in < GLOO_TIMEOUT_S + 60, stopped_in
+    assert cluster.processes_matching(f"sgan.train --run-dir {prepared}")["node1"] == []
+    resumed_from = int(re.search(r"resume from iteration (\d+)", message).group(1))
+    assert resumed_from >= 40
+
+    code, out, err = on_node1(cluster, *train[:-len(ssh)], "--iterations", resumed_from + 4)
+    assert code == 0, out[-3000:] + err[-3000:]
+    assert f"from iteration {resumed_from}" in out
+    assert not any(cluster.processes_matching(f"sgan.train --run-dir {prepared}").values())
 
 
 def test_the_flow_trains_across_nodes(cluster, tmp_path):

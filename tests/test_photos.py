@@ -66,3 +66,16 @@ def test_every_step_in_its_own_process(photos, tmp_path, monkeypatch, preset):
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_a_size_that_cannot_fit_in_memory_is_refused_before_training(photos, tmp_path, monkeypatch):
+    monkeypatch.setenv("SGAN_CACHE_DIR", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    assert sgan("prepare", "--data", photos, "--run-dir", run, "--image-size", "480x640").returncode == 0
+    started = time.time()
+    result = sgan("train", "--run-dir", run)
+    assert result.returncode == 2 and time.time() - started < 30 and "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "training 480x640x3 images with batch 100 x 1 worker(s) here needs about" in line
+    assert "GB is available: prepare with a smaller --image-size" in line
+    assert not (run / "checkpoints").exists() and not (run / "config.json").exists()
