@@ -4,10 +4,16 @@
     MODELS/latest -> v0001
 """
 
+import json
 import os
 import re
 import shutil
 from pathlib import Path
+
+import numpy as np
+
+from deploy import champion as champion_
+from deploy import history
 
 from sgan.errors import UserError, writing
 from sgan.run import RunDir
@@ -77,17 +83,30 @@ def next_version(models_root: Path) -> str:
     return f"v{max(numbers, default=0) + 1:04d}"
 
 
-def publish(run_dir, models_root, accuracy_gate: float, allow_test_leaks: bool = False) -> Path:
+def publish(run_dir, models_root, accuracy_gate: float, allow_test_leaks: bool = False, tolerance: float = 0.0,
+            force: bool = False) -> Path:
     """Copies the run's artifacts into the next version directory (renamed into place whole), then moves
-    `latest` to it if the test accuracy reaches the gate. Raises GateFailed, leaving `latest` as it was.
+    `latest` to it if it passes the gates. Raises GateFailed, leaving `latest` as it was. Each decision is
+    appended to MODELS/history.jsonl.
 
-    A gate (accuracy_gate > 0) never passes silently: not without a test set, and not on a test set that shares
-    images with the training data unless `allow_test_leaks`."""
+    The gates: the test accuracy reaches `accuracy_gate`; the candidate is not worse than the model `latest`
+    points to (the champion) on the candidate's test set, beyond `tolerance` (deploy/champion.py); it has the
+    champion's class names and input shape unless `force`. A first model has no champion. A gate
+    (accuracy_gate > 0) never passes silently: not without a test set, and not on a test set that shares images
+    with the training data unless `allow_test_leaks`."""
+    with history.lock(Path(models_root)):
+        return _publish(run_dir, models_root, accuracy_gate, allow_test_leaks, tolerance, force)
+
+
+def _publish(run_dir, models_root, accuracy_gate: float, allow_test_leaks: bool, tolerance: float,
+             force: bool) -> Path:
     run_dir, models_root = Path(run_dir), Path(models_root)
     run = RunDir(run_dir)
     metrics, manifest = run.read_json("metrics.json", "evaluate first"), run.manifest()
     onnx_report = run.read_json("onnx_report.json", "export first")
     models_root.mkdir(parents=True, exist_ok=True)
+    champion = (models_root / "latest").resolve() if (models_root / "latest").is_dir() else None
+    refusal, comparison = _against_champion(run, champion, metrics, manifest, tolerance, force)
     version = next_version(models_root)
     staging, target = models_root / f".{version}.staging", models_root / version
     shutil.rmtree(staging, ignore_errors=True)
@@ -97,7 +116,10 @@ def publish(run_dir, models_root, accuracy_gate: float, allow_test_leaks: bool =
             for name in FILES:
                 if (run_dir / name).exists():
                     shutil.copy2(run_dir / name, staging / name)
-            (staging / "MODEL_CARD.md").write_text(model_card(metrics, manifest, onnx_report, version))
+            card = model_card(metrics, manifest, onnx_report, version)
+            if comparison:
+                card += f"\nAgainst the model in production: {comparison.summary()}.\n"
+            (staging / "MODEL_CARD.md").write_text(card)
     except UserError:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -105,18 +127,37 @@ def publish(run_dir, models_root, accuracy_gate: float, allow_test_leaks: bool =
 
     leaked = leaked_test_images(manifest)
     if accuracy_gate > 0 and metrics["test_accuracy"] is None:
-        raise GateFailed(f"no test set, so the accuracy gate {accuracy_gate:.2%} cannot be checked: {target} "
-                         "published unevaluated, `latest` left unchanged (set the gate to 0 to promote it)", target)
-    if accuracy_gate > 0 and leaked and not allow_test_leaks:
-        raise GateFailed(f"{leaked} test images also appear in the training data, so the test accuracy overstates: "
-                         f"{target} published, `latest` left unchanged (allow test leaks to promote it anyway)", target)
-    if accuracy_gate > 0 and metrics["test_accuracy"] < accuracy_gate:
-        raise GateFailed(f"test accuracy {metrics['test_accuracy']:.2%} is below the gate {accuracy_gate:.2%}: "
-                         f"{target} published, `latest` left unchanged", target)
-    link = models_root / "latest"
-    temporary = models_root / f".latest.{version}"
-    if temporary.is_symlink():
-        temporary.unlink()
-    temporary.symlink_to(version)
-    os.replace(temporary, link)
+        refusal = (f"no test set, so the accuracy gate {accuracy_gate:.2%} cannot be checked: {target} "
+                   "published unevaluated, `latest` left unchanged (set the gate to 0 to promote it)")
+    elif accuracy_gate > 0 and leaked and not allow_test_leaks:
+        refusal = (f"{leaked} test images also appear in the training data, so the test accuracy overstates: "
+                   f"{target} published, `latest` left unchanged (allow test leaks to promote it anyway)")
+    elif accuracy_gate > 0 and metrics["test_accuracy"] < accuracy_gate:
+        refusal = (f"test accuracy {metrics['test_accuracy']:.2%} is below the gate {accuracy_gate:.2%}: "
+                   f"{target} published, `latest` left unchanged")
+    elif refusal:
+        refusal = f"{refusal}: {target} published, `latest` left unchanged"
+    history.record(models_root, version, "refused" if refusal else "promoted", refusal or (
+        comparison.summary() if comparison else "no model in production yet: judged by the accuracy gate alone"),
+        test_accuracy=metrics["test_accuracy"], comparison=comparison.to_dict() if comparison else None)
+    if refusal:
+        raise GateFailed(refusal, target)
+    history.point_latest(models_root, version)
     return target
+
+
+def _against_champion(run: RunDir, champion: Path | None, metrics: dict, manifest: dict, tolerance: float,
+                      force: bool) -> tuple[str | None, "champion_.Comparison | None"]:
+    """(why the candidate may not replace the champion, or None; the comparison on the same images, if made)."""
+    if champion is None or metrics["test_accuracy"] is None:
+        return None, None
+    held = json.loads((champion / "manifest.json").read_text())
+    if held.get("class_names") != manifest.get("class_names") and not force:
+        return (f"its classes {manifest.get('class_names')} differ from {champion.name}'s {held.get('class_names')} "
+                "(force to replace it anyway)"), None
+    if held["dataset"]["image_shape"] != manifest["dataset"]["image_shape"]:
+        return None if force else (f"its input shape {manifest['dataset']['image_shape']} differs from "
+                                   f"{champion.name}'s {held['dataset']['image_shape']} (force to replace it anyway)"), None
+    dataset = run.dataset()
+    comparison = champion_.compare(run / "model.onnx", champion, np.asarray(dataset.x_test), dataset.y_test, tolerance)
+    return (f"{comparison.summary()}" if comparison.worse else None), comparison

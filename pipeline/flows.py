@@ -117,14 +117,15 @@ def quantize(run_dir: Path) -> dict:
 
 
 @task
-def publish(run_dir: Path, models_root: Path, accuracy_gate: float, allow_test_leaks: bool, onnx_report: dict) -> str:
+def publish(run_dir: Path, models_root: Path, accuracy_gate: float, allow_test_leaks: bool, tolerance: float,
+            force_promotion: bool, onnx_report: dict) -> str:
     """A new version directory always; `latest` only past the gates (the task fails otherwise)."""
     from deploy.publish import GateFailed
     from deploy.publish import publish as publish_version
 
     atomic.write_json(run_dir / "onnx_report.json", onnx_report)
     try:
-        version = publish_version(run_dir, models_root, accuracy_gate, allow_test_leaks)
+        version = publish_version(run_dir, models_root, accuracy_gate, allow_test_leaks, tolerance, force_promotion)
     except GateFailed as failed:
         _model_card_artifact(failed.version_dir, promoted=False)
         raise
@@ -191,6 +192,8 @@ def sgan_pipeline(
     channels: int | None = None,
     accuracy_gate: float = 0.9,
     allow_test_leaks: bool = False,
+    tolerance: float = 0.0,
+    force_promotion: bool = False,
     output_root: str = "runs/pipeline",
 ) -> dict:
     """Trains an SGAN classifier on `data` and publishes it as a verified ONNX model.
@@ -223,7 +226,8 @@ def sgan_pipeline(
     onnx_report = {"float": export_onnx(run_dir), "int8": quantize(run_dir)}
     if manifest["labeled_by"] == "source":
         suggest_labels(run_dir)
-    version = publish(run_dir, root / "models", accuracy_gate, allow_test_leaks, onnx_report)
+    version = publish(run_dir, root / "models", accuracy_gate, allow_test_leaks, tolerance, force_promotion,
+                      onnx_report)
 
     wall_s = time.perf_counter() - started
     tasks_s = _tasks_seconds(runtime.flow_run.id)

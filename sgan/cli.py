@@ -184,6 +184,32 @@ def cmd_predict(args):
             print(f"  {names[i]}: {results[i]['label']} ({results[i]['probability']:.3f})")
 
 
+def cmd_models(args):
+    from deploy import registry
+
+    root = args.models_root
+    if args.action == "list":
+        table = registry.rows(root)
+        print(f"{'':2}{'version':8} {'published':25} {'test':>7} {'baseline':>8} {'labels':>6}  decision")
+        for row in table:
+            print(f"{'*' if row['latest'] else ' ':2}{row['version']:8} {row['date']:25} {_cell(row['test_accuracy']):>7} "
+                  f"{_cell(row['baseline']):>8} {row['labels'] or '-':>6}  {row['decision']}"
+                  + (f": {row['reason']}" if row["reason"] else ""))
+        if not table:
+            print(f"no versions in {root}")
+    elif args.action == "show":
+        print((registry.version_dir(root, args.version) / "MODEL_CARD.md").read_text())
+    elif args.action == "promote":
+        print(f"latest -> {registry.promote(root, args.version)}")
+    else:
+        was, now = registry.rollback(root)
+        print(f"latest -> {now} (rolled back from {was})")
+
+
+def _cell(value) -> str:
+    return "-" if value is None else f"{value:.2%}"
+
+
 def cmd_serve(args):
     from deploy.serve import run
 
@@ -280,6 +306,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--grid", type=Path, help="where --uncertain draws (default: beside --csv, or uncertain.png)")
     predict.set_defaults(func=cmd_predict)
 
+    models = commands.add_parser("models", help="the published versions: list, show, promote, rollback")
+    models.add_argument("--models-root", type=Path, default=Path("runs/pipeline/models"))
+    actions = models.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="every version: date, test accuracy, baseline, labels, decision; * is latest")
+    actions.add_parser("show", help="a version's model card").add_argument("version")
+    actions.add_parser("promote", help="point latest to a version").add_argument("version")
+    actions.add_parser("rollback", help="point latest back to the version before the last promotion")
+    models.set_defaults(func=cmd_models)
+
     serve = commands.add_parser("serve", help="HTTP prediction service (v1 and KServe v2 APIs, Prometheus metrics)")
     add_serve_arguments(serve)
     serve.set_defaults(func=cmd_serve)
@@ -303,6 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--channels", type=int, choices=(1, 3), help="for image folders")
     pipeline.add_argument("--accuracy-gate", type=float, help="promote to `latest` only at or above this test "
                                                               "accuracy (0: promote unevaluated models too)")
+    pipeline.add_argument("--tolerance", type=float, help="promote a model up to this much less accurate than the one "
+                                                          "`latest` serves, on the same test images (default 0: not "
+                                                          "significantly worse, by McNemar's test)")
+    pipeline.add_argument("--force-promotion", action="store_true", default=None,
+                          help="promote even with other class names or input shape than the model `latest` serves")
     pipeline.add_argument("--allow-test-leaks", action="store_true", default=None,
                           help="promote even if test images also appear in the training data")
     pipeline.add_argument("--output-root")

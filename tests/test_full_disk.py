@@ -98,7 +98,8 @@ def test_publishing_leaves_latest_on_a_complete_version(exported_run, tmp_path):
         filler = fill(disk, leave=64 * 1024)
         with pytest.raises(UserError, match=f"no space left on device writing {disk / 'v0002'}"):
             publish(run, disk, accuracy_gate=0)
-        assert sorted(p.name for p in disk.iterdir()) == ["filler", "latest", "v0001"]
+        assert sorted(p.name for p in disk.iterdir() if not p.name.startswith(".")) == [
+            "filler", "history.jsonl", "latest", "v0001"]
         assert os.readlink(disk / "latest") == "v0001"
         filler.unlink()
         assert publish(run, disk, accuracy_gate=0).name == "v0002" and os.readlink(disk / "latest") == "v0002"
