@@ -3,8 +3,8 @@ VENV := .venv
 # Offline machines keep MNIST beside the clone; elsewhere the pipeline downloads it (checksummed).
 MNIST_DIR ?= $(wildcard ../shared/data/mnist)
 OUTPUT_ROOT ?= runs/pipeline
-# The improved preset cut to 3,000 iterations (the decay starts at 1,500): the best model measured within the old
-# main job's wall time (docs/benchmarks.md, "The main job"). 2 Horovod workers x 50 images = the preset's global batch of 100.
+# The improved preset cut to 3,000 iterations (the decay starts at 1,500): the best model measured within the seed
+# preset's pipeline time (docs/benchmarks.md, "The main job"). 2 Horovod workers x 50 images = the preset's global batch of 100.
 PRESET ?= improved
 ITERATIONS ?= 3000
 WORKERS ?= 2
