@@ -156,8 +156,9 @@ def _against_champion(run: RunDir, champion: Path | None, metrics: dict, manifes
         return (f"its classes {manifest.get('class_names')} differ from {champion.name}'s {held.get('class_names')} "
                 "(force to replace it anyway)"), None
     if held["dataset"]["image_shape"] != manifest["dataset"]["image_shape"]:
-        return None if force else (f"its input shape {manifest['dataset']['image_shape']} differs from "
-                                   f"{champion.name}'s {held['dataset']['image_shape']} (force to replace it anyway)"), None
+        shapes = f"its input shape {manifest['dataset']['image_shape']} differs from {champion.name}'s " \
+                 f"{held['dataset']['image_shape']}"
+        return (None if force else f"{shapes} (force to replace it anyway)"), None
     dataset = run.dataset()
     comparison = champion_.compare(run / "model.onnx", champion, np.asarray(dataset.x_test), dataset.y_test, tolerance)
     return (f"{comparison.summary()}" if comparison.worse else None), comparison

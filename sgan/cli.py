@@ -15,7 +15,6 @@ from sgan.errors import ERROR_PREFIX, EXIT_USER_ERROR, UserError, no_space
 from sgan.run import RunDir
 
 
-
 def cmd_prepare(args):
     from sgan.download import download_mnist
 
@@ -192,8 +191,9 @@ def cmd_models(args):
         table = registry.rows(root)
         print(f"{'':2}{'version':8} {'published':25} {'test':>7} {'baseline':>8} {'labels':>6}  decision")
         for row in table:
-            print(f"{'*' if row['latest'] else ' ':2}{row['version']:8} {row['date']:25} {_cell(row['test_accuracy']):>7} "
-                  f"{_cell(row['baseline']):>8} {row['labels'] or '-':>6}  {row['decision']}"
+            print(f"{'*' if row['latest'] else ' ':2}{row['version']:8} {row['date']:25} "
+                  f"{_cell(row['test_accuracy']):>7} {_cell(row['baseline']):>8} {row['labels'] or '-':>6}  "
+                  f"{row['decision']}"
                   + (f": {row['reason']}" if row["reason"] else ""))
         if not table:
             print(f"no versions in {root}")

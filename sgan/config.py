@@ -71,7 +71,8 @@ PRESETS = {
     "seed": TrainConfig(),
     # Feature matching (Salimans et al. 2016), a weight-normalised conv D (measured against their MLP), Gaussian noise,
     # an EMA of D, class-balanced labeled batches, Adam beta1 0.5, a linearly decaying rate, and confident
-    # predictions on unlabeled images taught to shifted copies (FixMatch): see docs/benchmarks.md, "The improved preset".
+    # predictions on unlabeled images taught to shifted copies (FixMatch): see docs/benchmarks.md, "The improved
+    # preset".
     "improved": TrainConfig(
         iterations=10000, batch_size=100, learning_rate=3e-3, beta_1=0.5, decay_from=0.5,
         algorithm="feature_matching", architecture="wn-conv", input_noise=0.3, hidden_noise=0.5, ema_decay=0.999,

@@ -64,7 +64,8 @@ class Nodes:
         return found
 
     def link(self, node: str, state: str):
-        """`down` takes the node off the network, as a failed switch port or a powered-off host would; `up` returns it."""
+        """`down` takes the node off the network, as a failed switch port or a powered-off host would; `up`
+        returns it."""
         self._sh("ip", "-n", self.switch, "link", "set", f"sg{self.tag}p{self.names.index(node)}", state)
 
     def _sh(self, *command):
