@@ -105,7 +105,7 @@ def suggest_for_run(run_dir, count: int = 32) -> tuple[list[dict], int]:
     import json
 
     from deploy.runtime import Classifier
-    from sgan.data import UNLABELED
+    from sgan.dataset import UNLABELED
     from sgan.run import RunDir
 
     run = RunDir(run_dir)

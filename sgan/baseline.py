@@ -10,11 +10,12 @@ from tqdm import tqdm
 
 from sgan import data
 from sgan.config import TrainConfig
+from sgan.dataset import Dataset
 from sgan.losses import supervised_loss
 from sgan.train import LABELED_STREAM, build_discriminator_for, learning_rate
 
 
-def train_baseline(config: TrainConfig, dataset: data.Dataset, labeled: np.ndarray) -> keras.Model:
+def train_baseline(config: TrainConfig, dataset: Dataset, labeled: np.ndarray) -> keras.Model:
     keras.utils.set_random_seed(config.seed)
     discriminator = build_discriminator_for(config, dataset.image_shape, dataset.num_classes)
     optimizer = keras.optimizers.Adam(learning_rate(config), config.beta_1)

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from sgan import atomic, data
+from sgan.dataset import Dataset
 
 MILESTONES = (0.95, 0.97, 0.98, 0.99)  # validation accuracies whose training time is reported
 
@@ -27,7 +28,7 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
     return np.bincount(labels * num_classes + predictions, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
-def classification_metrics(discriminator, dataset: data.Dataset) -> dict:
+def classification_metrics(discriminator, dataset: Dataset) -> dict:
     predictions = predict_classes(discriminator, dataset.x_test)
     matrix = confusion_matrix(dataset.y_test, predictions, dataset.num_classes)
     per_class = np.diag(matrix) / np.maximum(matrix.sum(axis=1), 1)

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from sgan import data
+from sgan.dataset import Dataset
 from sgan.errors import UserError
 
 
@@ -38,7 +39,7 @@ class RunDir:
     def labeled(self) -> np.ndarray:
         return np.asarray(self.manifest()["indices"])
 
-    def dataset(self) -> data.Dataset:
+    def dataset(self) -> Dataset:
         return data.load_for_manifest(self.manifest())
 
     def config(self):

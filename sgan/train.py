@@ -27,6 +27,7 @@ from tqdm import tqdm
 from sgan import atomic, data, distributed, precision
 from sgan.augment import random_shifts, translate
 from sgan.config import TrainConfig
+from sgan.dataset import Dataset
 from sgan.errors import UserError, writing
 from sgan.evaluate import accuracy, load_history
 from sgan.losses import (feature_matching_loss, generator_loss, pseudo_label_loss, supervised_loss,
@@ -218,7 +219,7 @@ def save_checkpoint(manager: tf.train.CheckpointManager, run_dir: Path, done: in
         raise
 
 
-def train(config: TrainConfig, dataset: data.Dataset, labeled: np.ndarray, run_dir, dist=None) -> SGAN:
+def train(config: TrainConfig, dataset: Dataset, labeled: np.ndarray, run_dir, dist=None) -> SGAN:
     """Trains, resuming from the latest checkpoint in `run_dir` if there is one; rank 0 writes the outputs.
 
     A checkpoint holds no worker count: one written by N workers resumes on M.

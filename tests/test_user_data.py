@@ -13,6 +13,7 @@ from conftest import SGAN, synthetic_images, write_image_folder
 from PIL import Image
 
 from sgan import data
+from sgan.dataset import UNLABELED
 from sgan.errors import UserError
 
 
@@ -60,7 +61,7 @@ def test_image_folder_prepares_with_class_names_mixed_sizes_and_modes(tmp_path):
 
     dataset = data.load_for_manifest(manifest)  # what training reads: the memory-mapped cache, not the files
     assert isinstance(dataset.x_train, np.memmap) and dataset.class_names == ("cat", "dog", "frog")
-    np.testing.assert_array_equal(np.flatnonzero(dataset.y_train != data.UNLABELED), manifest["indices"])
+    np.testing.assert_array_equal(np.flatnonzero(dataset.y_train != UNLABELED), manifest["indices"])
 
     code, _, err = sgan("prepare", "--data", folder, "--image-size", "20x12", "--channels", "1", "--run-dir",
                         tmp_path / "run2", cache=tmp_path / "cache")
@@ -122,7 +123,7 @@ def test_partially_labeled_npz_with_class_names(tmp_path):
              class_names=np.array(["north", "east", "south", "west"]))
     dataset = data.load(path)
     assert dataset.partially_labeled and not dataset.has_test and dataset.class_names == ("north", "east", "south", "west")
-    assert len(dataset.x_train) == 70 and (dataset.y_train == data.UNLABELED).sum() == 50
+    assert len(dataset.x_train) == 70 and (dataset.y_train == UNLABELED).sum() == 50
     np.testing.assert_array_equal(data.labeled_subset(dataset, None, seed=0), np.arange(20))
     np.savez(tmp_path / "bad.npz", x_labeled=synthetic_images(y_labeled, (12, 12, 1)), y_labeled=y_labeled[:5],
              x_unlabeled=synthetic_images(np.arange(5), (12, 12, 1)))

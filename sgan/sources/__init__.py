@@ -12,7 +12,7 @@ from sgan.errors import UserError
 
 
 def load(source, image_size: tuple | None = None, channels: int | None = None, cache_dir=None, listing_sha256=None):
-    """The validated `data.Dataset` at `source`. `image_size` (H, W) and `channels` apply to image folders, whose
+    """The validated `dataset.Dataset` at `source`. `image_size` (H, W) and `channels` apply to image folders, whose
     decoded images are cached (content-addressed, memory-mapped) under `cache_dir`; `listing_sha256`, recorded in a
     manifest, lets a cached folder load without re-reading its files."""
     from sgan.sources import idx_folder, image_folder, npz

@@ -4,7 +4,7 @@ import hashlib
 from pathlib import Path
 
 from sgan import idx
-from sgan.data import Dataset, validated
+from sgan.dataset import Dataset, validated
 from sgan.errors import UserError
 
 IDX_FILES = {
