@@ -98,9 +98,13 @@ def test_a_killed_flow_leaves_no_trainer_and_the_same_command_resumes(workspace)
         while not list((tmp / "out").glob("runs/*/checkpoints/ckpt-50.index")):
             assert time.time() < deadline and process.poll() is None, "no checkpoint appeared"
             time.sleep(0.1)
+        spawned = psutil.Process(process.pid).children(recursive=True)  # the trainer and the embedded Prefect API
     finally:
         process.kill()
     process.wait(timeout=30)
+    for child in spawned:  # the API server outlives a killed flow (Prefect starts it); the trainer must not
+        if child.is_running() and "prefect.server" in " ".join(child.cmdline()):
+            child.kill()
     [run_dir] = (tmp / "out" / "runs").iterdir()
     deadline = time.time() + 20
     while any(str(run_dir) in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])):
