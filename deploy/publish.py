@@ -161,4 +161,4 @@ def _against_champion(run: RunDir, champion: Path | None, metrics: dict, manifes
         return (None if force else f"{shapes} (force to replace it anyway)"), None
     dataset = run.dataset()
     comparison = champion_.compare(run / "model.onnx", champion, np.asarray(dataset.x_test), dataset.y_test, tolerance)
-    return (f"{comparison.summary()}" if comparison.worse else None), comparison
+    return (comparison.summary() if comparison.worse else None), comparison

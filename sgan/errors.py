@@ -17,9 +17,10 @@ def no_space(error: BaseException) -> bool:
     return getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or NO_SPACE in str(error)
 
 
-def no_space_error(what) -> UserError:
-    return UserError(f"no space left on device writing {what}; free some space and run the same command again "
-                     "(nothing was written under its final name)")
+def first_line(error: BaseException) -> str:
+    """What a one-line message quotes of an exception: its first line, or its type when it says nothing."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 @contextmanager
@@ -29,5 +30,6 @@ def writing(what):
         yield
     except Exception as e:
         if no_space(e):
-            raise no_space_error(what) from None
+            raise UserError(f"no space left on device writing {what}; free some space and run the same command "
+                            "again (nothing was written under its final name)") from None
         raise

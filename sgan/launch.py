@@ -125,10 +125,11 @@ def horovodrun() -> Path | None:
 
 def horovodrun_command(workers: int, hosts: list[Host] | None, ssh: Ssh, network_interface: str | None,
                        worker_command: list[str]) -> list[str]:
-    if not horovodrun():
+    launcher = horovodrun()
+    if not launcher:
         raise UserError("several workers or hosts need Horovod: `make env` (scripts/make-env.sh) builds an environment "
                         "with it, or install it into this one (pip install horovod==0.28.1, with a C++ compiler)")
-    command = [str(horovodrun()), "-np", str(workers), "--gloo", "--gloo-timeout-seconds", str(GLOO_TIMEOUT_S)]
+    command = [str(launcher), "-np", str(workers), "--gloo", "--gloo-timeout-seconds", str(GLOO_TIMEOUT_S)]
     if hosts:
         command += ["-H", ",".join(f"{h.name}:{h.slots}" for h in hosts)]
         command += ["--ssh-port", str(ssh.port)] if ssh.port else []

@@ -11,7 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from sgan.errors import UserError
+from sgan.errors import UserError, first_line
 
 # Settings a resumed run may change: they shape the schedule and the logging, not what a checkpoint holds.
 RESUMABLE = ("iterations", "batch_size", "checkpoint_every", "log_every", "eval_every")
@@ -56,13 +56,12 @@ def fall_back(run_dir: Path) -> int:
                 reader.get_tensor(name)
             break
         except Exception as e:  # noqa: BLE001 - any failure to read it whole makes it unusable
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             aside = directory / "damaged"
             aside.mkdir(exist_ok=True)
             for part in directory.glob(f"{paths[-1]}.*"):
                 shutil.move(part, aside / part.name)
             damaged.append(paths.pop())
-            print(f"checkpoint {newest} cannot be read ({reason}); moved to {aside}/, "
+            print(f"checkpoint {newest} cannot be read ({first_line(e)}); moved to {aside}/, "
                   + (f"resuming from {paths[-1]}" if paths else "no older checkpoint"), file=sys.stderr, flush=True)
             if paths:
                 tf.compat.v1.train.update_checkpoint_state(str(directory), paths[-1], paths)

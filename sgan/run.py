@@ -7,7 +7,7 @@ import numpy as np
 
 from sgan import data
 from sgan.dataset import Dataset
-from sgan.errors import UserError
+from sgan.errors import UserError, first_line
 
 
 class RunDir:
@@ -61,6 +61,5 @@ class RunDir:
         try:
             return keras.models.load_model(path)
         except (OSError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile) as e:
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(f"{path}: cannot load the trained model ({reason}); run the same `sgan train` command "
-                            "again to save it anew from the last checkpoint") from None
+            raise UserError(f"{path}: cannot load the trained model ({first_line(e)}); run the same `sgan train` "
+                            "command again to save it anew from the last checkpoint") from None
