@@ -8,6 +8,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+VERSION_HEADER = "X-Model-Version"  # on every prediction (v1 and v2): the version that answered
+
+
 class ErrorBody(BaseModel):
     error: str = Field(description="one line saying what is wrong with the request")
 
@@ -32,6 +35,7 @@ class PredictResponse(BaseModel):
     classes: list[int]
     labels: list[str]
     probabilities: list[list[float]]
+    model_version: str = Field(description="the version that answered (also the X-Model-Version header)")
 
 
 class Status(BaseModel):
@@ -44,6 +48,8 @@ class ModelInfo(BaseModel):
     model_config = {"extra": "allow"}
     input_shape: list[int]
     class_names: list[str]
+    version: str = Field(description="a models root's version folder (v0003), or the served file's content hash")
+    file: str = Field(description="the ONNX file served")
 
 
 # Open Inference Protocol (KServe v2 REST), the subset a classifier needs.

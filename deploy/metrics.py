@@ -7,19 +7,41 @@ so every process writes its samples there and `/metrics` sums them (prometheus_c
 import os
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 REQUESTS = Counter("sgan_http_requests_total", "HTTP requests answered, by route and status", ["route", "status"])
 LATENCY = Histogram("sgan_http_request_duration_seconds", "time from request to the last byte sent", ["route"],
                     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
 BATCH = Histogram("sgan_inference_batch_size", "images per onnxruntime call",
                   buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
-IMAGES = Counter("sgan_images_classified_total", "images classified")
+IMAGES = Counter("sgan_images_classified_total", "images classified, by model version", ["version"])
+SERVED = Gauge("sgan_model_served", "worker processes serving each model version", ["version"],
+               multiprocess_mode="livesum")
+LOADS = Counter("sgan_model_loads_total", "model versions loaded or refused by a worker", ["version", "outcome"])
 
 
-def observe_batch(size: int):
+def observe_batch(size: int, version: str):
     BATCH.observe(size)
-    IMAGES.inc(size)
+    IMAGES.labels(version).inc(size)
+
+
+def model_load(version: str, outcome: str):
+    LOADS.labels(version, outcome).inc()
+
+
+def model_switch(old: str | None, new: str):
+    if old is not None:
+        SERVED.labels(old).set(0)
+    SERVED.labels(new).set(1)
+    model_load(new, "loaded")
 
 
 def exposition() -> tuple[bytes, str]:

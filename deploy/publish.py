@@ -19,7 +19,7 @@ from sgan.errors import UserError, writing
 from sgan.run import RunDir
 
 FILES = ("model.onnx", "model.int8.onnx", "metrics.json", "manifest.json", "onnx_report.json", "config.json",
-         "confusion_matrix.png", "samples.png", "learning_curves.png")
+         "provenance.json", "confusion_matrix.png", "samples.png", "learning_curves.png")
 
 
 class GateFailed(UserError):

@@ -63,7 +63,10 @@ def rows(models_root: Path) -> list[dict]:
 
 
 def promote(models_root: Path, version: str) -> str:
+    from deploy.runtime import Classifier
+
     path = version_dir(models_root, version)
+    Classifier(path / "model.onnx")  # one that cannot serve is refused here, before any server sees it
     with history.lock(models_root):
         history.point_latest(models_root, path.name)
         history.record(models_root, path.name, "promoted by hand", "sgan models promote")

@@ -1,6 +1,7 @@
 """`sgan serve`: the HTTP service on uvicorn, in one or several worker processes.
 
     python -m deploy.serve MODEL.onnx [--host 0.0.0.0] [--port 8000] [--workers 2]
+    python -m deploy.serve MODELS_ROOT ...    serves what MODELS_ROOT/latest points to, and follows it
 
 Runs without TensorFlow (the slim image, deploy/Dockerfile, starts it this way). Workers share the port;
 Prometheus samples from all of them are summed at /metrics through a per-server multiprocess folder.
@@ -18,23 +19,30 @@ from sgan.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser):
-    parser.add_argument("model", type=Path)
+    parser.add_argument("model", type=Path, help="an .onnx file, or a models root (a folder holding `latest`, as "
+                        "runs/pipeline/models): its latest version is served, and followed when `latest` moves")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=1, help="server processes (one per core is a good start)")
     parser.add_argument("--max-batch", type=int, default=256, help="images per request")
     parser.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024)
     parser.add_argument("--model-name", default="sgan", help="the model's name in the v2 (KServe) API")
+    parser.add_argument("--poll-seconds", type=float, default=2.0,
+                        help="how often each worker looks where a models root's `latest` points")
 
 
 def run(args):
     if args.workers < 1 or args.max_batch < 1 or args.max_body_bytes < 1:
         raise UserError("--workers, --max-batch and --max-body-bytes must be at least 1")
-    from deploy.runtime import Classifier
+    if not args.poll_seconds > 0:
+        raise UserError("--poll-seconds must be above 0")
+    from deploy import follow
 
-    Classifier(args.model)  # a bad model file is one line here, not a traceback in every worker
+    served = follow.load(args.model, args.max_batch)  # a bad model is one line here, not a traceback in every worker
+    print(f"sgan serve: {served.version} ({served.path}) on http://{args.host}:{args.port}", file=sys.stderr)
     config = {"model_path": str(args.model.resolve()), "max_batch": args.max_batch,
-              "max_body_bytes": args.max_body_bytes, "model_name": args.model_name}
+              "max_body_bytes": args.max_body_bytes, "model_name": args.model_name,
+              "poll_seconds": args.poll_seconds}
     metrics_dir = tempfile.mkdtemp(prefix="sgan-metrics-")
     os.environ.update({"SGAN_SERVE_CONFIG": json.dumps(config), "PROMETHEUS_MULTIPROC_DIR": metrics_dir})
     import uvicorn

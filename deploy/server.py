@@ -9,8 +9,8 @@ Every status an endpoint can return is declared in the OpenAPI document (`/opena
 error is a 4xx with `{"error": "..."}` (deploy/contract.py).
 """
 
+import asyncio
 import gc
-import hashlib
 import json
 import logging
 import os
@@ -23,32 +23,33 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException
 
-from deploy import contract, decoding, metrics, v2
+from deploy import contract, decoding, follow, metrics, v2
 from deploy.decoding import RequestError
-from deploy.runtime import Classifier, InputError
+from deploy.runtime import InputError
 
 IMAGE_TYPES = ("image/png", "image/jpeg")
 CONFIG_VARIABLE = "SGAN_SERVE_CONFIG"  # how `sgan serve --workers N` hands create_app's arguments to each worker
 
 
 class Service:
-    """What the handlers share: the classifier, its limits, and whether it is ready for traffic."""
+    """What the handlers share: the model served now (`served`, replaced whole when `latest` moves), its limits,
+    and whether it is ready for traffic."""
 
-    def __init__(self, model_path, max_batch: int, max_body_bytes: int, model_name: str):
-        self.classifier = Classifier(model_path, max_batch=max_batch, threads=1)
-        self.version = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:12]  # content, not file name
+    def __init__(self, source: Path, max_batch: int, max_body_bytes: int, model_name: str, poll_seconds: float):
+        self.source, self.poll_seconds = Path(source), poll_seconds
         self.max_batch, self.max_body_bytes, self.model_name = max_batch, max_body_bytes, model_name
+        self.served = follow.load(self.source, max_batch)
+        metrics.model_switch(None, self.served.version)
         self.ready = False
 
-    def predict(self, images):
-        prediction = self.classifier.predict(images)
-        metrics.observe_batch(len(images))
+    def predict(self, served: follow.Served, images):
+        """On the model the request started with, whatever `latest` has done since."""
+        try:
+            prediction = served.classifier.predict(images)
+        except InputError as e:
+            raise RequestError(422, str(e)) from None
+        metrics.observe_batch(len(images), served.version)
         return prediction
-
-    def warm_up(self):
-        """One inference before taking traffic: readiness means the model has answered."""
-        self.classifier.predict(np.zeros((1, *self.classifier.image_shape), np.uint8))
-        self.ready = True
 
     def require_ready(self):
         if not self.ready:
@@ -56,17 +57,22 @@ class Service:
 
 
 def create_app(model_path, max_batch: int = 256, max_body_bytes: int = 8 * 1024 * 1024,
-               model_name: str = "sgan") -> FastAPI:
-    service = Service(model_path, max_batch, max_body_bytes, model_name)
-    classifier = service.classifier
+               model_name: str = "sgan", poll_seconds: float = 2.0) -> FastAPI:
+    """`model_path`: an .onnx file, or a models root whose `latest` is served and followed (deploy/follow.py)."""
+    service = Service(model_path, max_batch, max_body_bytes, model_name, poll_seconds)
+    image_shape = service.served.classifier.image_shape  # fixed for the server's life: a version may not change it
 
     @asynccontextmanager
     async def lifespan(_):
-        service.warm_up()
         gc.collect()
         gc.freeze()  # the start-up objects (FastAPI, pydantic, onnxruntime) leave the collector's scans: no p99 stalls
+        service.ready = True  # the model has answered its warm-up inference
+        following = (asyncio.create_task(follow.follow(service, service.source, poll_seconds))
+                     if service.source.is_dir() else None)
         yield
         service.ready = False  # draining: platforms stop routing here
+        if following:
+            following.cancel()
 
     app = FastAPI(title="sgan classifier", version="2", lifespan=lifespan,
                   description="Classifies images with an sgan ONNX model. Errors are `{\"error\": \"...\"}`.")
@@ -98,31 +104,31 @@ def create_app(model_path, max_batch: int = 256, max_body_bytes: int = 8 * 1024 
 
     @app.get("/v1/model", response_model=contract.ModelInfo)
     async def model():
-        return {**classifier.metadata, "class_names": classifier.class_names}
+        served = service.served
+        return {**served.classifier.metadata, "class_names": served.classifier.class_names,
+                "version": served.version, "file": str(served.path)}
 
     @app.post("/v1/predict", response_model=contract.PredictResponse,
               responses=contract.responses(400, 413, 415, 422),
-              openapi_extra=contract.request_body(contract.images_schema(classifier.image_shape, max_batch),
-                                                  *IMAGE_TYPES))
+              openapi_extra=contract.request_body(contract.images_schema(image_shape, max_batch), *IMAGE_TYPES))
     async def predict(request: Request):
+        served = service.served
         body = await decoding.read_limited(request, max_body_bytes)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type in IMAGE_TYPES:
-            images = decoding.image_file(body, classifier.image_shape)
+            images = decoding.image_file(body, image_shape)
         elif content_type == "application/json":
             images = decoding.json_images(decoding.parse_json(body), max_batch)
         else:
             raise RequestError(415, f"Content-Type must be application/json, {' or '.join(IMAGE_TYPES)}")
-        try:
-            prediction = service.predict(images)
-        except InputError as e:
-            raise RequestError(422, str(e)) from None
-        names = classifier.class_names
+        prediction = service.predict(served, images)
+        names = served.classifier.class_names
         return Response(orjson.dumps({  # already the declared shape: skip re-validating it
             "classes": prediction.classes.tolist(),
             "labels": [names[c] if c < len(names) else str(c) for c in prediction.classes],
             "probabilities": prediction.probabilities.astype(np.float64).round(6).tolist(),
-        }), media_type="application/json")
+            "model_version": served.version,
+        }), media_type="application/json", headers={contract.VERSION_HEADER: served.version})
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["health"])
     async def prometheus():
@@ -147,4 +153,9 @@ def create_app(model_path, max_batch: int = 256, max_body_bytes: int = 8 * 1024 
 
 def app_from_env() -> FastAPI:
     """The app for one of several uvicorn worker processes, configured by `sgan serve` (deploy/serve.py)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("sgan serve [worker %(process)d]: %(message)s"))
+    log = logging.getLogger("sgan.serve")
+    log.handlers, log.propagate = [handler], False
+    log.setLevel(logging.INFO)
     return create_app(**json.loads(os.environ[CONFIG_VARIABLE]))

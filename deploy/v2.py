@@ -4,17 +4,15 @@ platforms (KServe, Seldon, Triton's HTTP clients) work unchanged. Tensors travel
 import math
 
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
 from deploy import contract, decoding
 from deploy.decoding import RequestError
-from deploy.runtime import InputError
 
 def router(service) -> APIRouter:
-    """`service`: the server's state (classifier, name, limits, readiness)."""
+    """`service`: the server's state (the served model, name, limits, readiness)."""
     routes = APIRouter(prefix="/v2", tags=["Open Inference Protocol (v2)"])
-    classifier = service.classifier
 
     def model(name: str):
         if name != service.model_name:
@@ -22,7 +20,7 @@ def router(service) -> APIRouter:
 
     @routes.get("", response_model=contract.ServerMetadata)
     async def server_metadata():
-        return {"name": "sgan", "version": service.version, "extensions": []}
+        return {"name": "sgan", "version": service.served.version, "extensions": []}
 
     @routes.get("/health/live", response_model=contract.Live)
     async def live():
@@ -36,7 +34,9 @@ def router(service) -> APIRouter:
     @routes.get("/models/{name}", response_model=contract.ModelMetadata, responses=contract.responses(404))
     async def model_metadata(name: str):
         model(name)
-        return {"name": name, "versions": [service.version], "platform": "onnxruntime_onnx",
+        served = service.served
+        classifier = served.classifier
+        return {"name": name, "versions": [served.version], "platform": "onnxruntime_onnx",
                 "inputs": [{"name": "images", "datatype": "UINT8", "shape": [-1, *classifier.image_shape]}],
                 "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, len(classifier.class_names)]},
                             {"name": "class", "datatype": "INT64", "shape": [-1]}]}
@@ -49,18 +49,17 @@ def router(service) -> APIRouter:
 
     @routes.post("/models/{name}/infer", response_model=contract.InferResponse,
                  responses=contract.responses(400, 404, 413, 422), openapi_extra=contract.request_body(contract.model_schema(contract.InferRequest)))
-    async def infer(name: str, request: Request):
+    async def infer(name: str, request: Request, response: Response):
         model(name)
+        served = service.served
+        response.headers[contract.VERSION_HEADER] = served.version
         payload = decoding.parse_json(await decoding.read_limited(request, service.max_body_bytes))
         try:
             parsed = contract.InferRequest.model_validate(payload)
         except ValidationError as e:
             raise RequestError(422, f"not an inference request: {_first_error(e)}") from None
-        images = _images(parsed, classifier.image_shape, service.max_batch)
-        try:
-            prediction = service.predict(images)
-        except InputError as e:
-            raise RequestError(422, str(e)) from None
+        images = _images(parsed, served.classifier.image_shape, service.max_batch)
+        prediction = service.predict(served, images)
         outputs = {
             "probabilities": {"name": "probabilities", "datatype": "FP32", "shape": list(prediction.probabilities.shape),
                               "data": prediction.probabilities.ravel().tolist()},
@@ -71,7 +70,7 @@ def router(service) -> APIRouter:
         unknown = [n for n in wanted if n not in outputs]
         if unknown:
             raise RequestError(422, f"unknown output {unknown[0]!r}; outputs are {', '.join(outputs)}")
-        return {"model_name": name, "model_version": service.version, "id": parsed.id,
+        return {"model_name": name, "model_version": served.version, "id": parsed.id,
                 "outputs": [outputs[n] for n in wanted]}
 
     return routes

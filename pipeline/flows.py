@@ -21,6 +21,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
+from pipeline import provenance
 from sgan import atomic, launch
 from sgan.errors import ERROR_PREFIX, EXIT_USER_ERROR, UserError
 from sgan.run import RunDir
@@ -218,6 +219,11 @@ def sgan_pipeline(
                         ("--checkpoint-every", checkpoint_every)):
         options += [flag, str(value)] if value is not None else []
     run_dir = root / "runs" / _run_name(manifest, options)
+    made_of = provenance.of_run(run_dir.name)
+    if same := provenance.serving_the_same(root / "models", made_of):
+        print(f"nothing to do: `latest` ({same.name}) was made from the same data, configuration and code")
+        return _summary(same, json.loads((same / "metrics.json").read_text()),
+                        json.loads((same / "onnx_report.json").read_text()), root, run_dir, started)
     train(run_dir, manifest, options)
 
     metrics = evaluate(run_dir)
@@ -226,9 +232,13 @@ def sgan_pipeline(
     onnx_report = {"float": export_onnx(run_dir), "int8": quantize(run_dir)}
     if manifest["labeled_by"] == "source":
         suggest_labels(run_dir)
+    atomic.write_json(run_dir / provenance.FILE, made_of)
     version = publish(run_dir, root / "models", accuracy_gate, allow_test_leaks, tolerance, force_promotion,
                       onnx_report)
+    return _summary(Path(version), metrics, onnx_report, root, run_dir, started)
 
+
+def _summary(version: Path, metrics: dict, onnx_report: dict, root: Path, run_dir: Path, started: float) -> dict:
     wall_s = time.perf_counter() - started
     tasks_s = _tasks_seconds(runtime.flow_run.id)
     return {
@@ -238,8 +248,8 @@ def sgan_pipeline(
         "onnx_max_abs_diff": onnx_report["float"]["parity"]["max_abs_diff"],
         "onnx_same_class": onnx_report["float"]["parity"]["same_class"],
         "int8_test_accuracy": onnx_report["int8"]["test_accuracy"],
-        "model": str(Path(version) / "model.onnx"),
-        "edge_model": str(Path(version) / "model.int8.onnx") if onnx_report["int8"]["published"] else None,
+        "model": str(version / "model.onnx"),
+        "edge_model": str(version / "model.int8.onnx") if onnx_report["int8"]["published"] else None,
         "latest": str(root / "models" / "latest"),
         "run_dir": str(run_dir),
         "wall_s": round(wall_s, 1),

@@ -56,9 +56,12 @@ def test_only_a_candidate_that_is_not_worse_replaces_latest(candidates, tmp_path
     assert os.readlink(models / "latest") == "v0002" and (models / "v0003" / "model.onnx").exists()
     assert "Against the model in production: worse than v0002" in (models / "v0003" / "MODEL_CARD.md").read_text()
     assert publish(worse, models, accuracy_gate=0, tolerance=1.0).name == "v0004"  # the user accepts any drop
+    with pytest.raises(GateFailed, match=r"is below the gate 101.00%: .*v0005 published, `latest` left unchanged"):
+        publish(good, models, accuracy_gate=1.01)
     events = history.read(models)
     assert [(e["version"], e["event"]) for e in events] == [
-        ("v0001", "promoted"), ("v0002", "promoted"), ("v0003", "refused"), ("v0004", "promoted")]
+        ("v0001", "promoted"), ("v0002", "promoted"), ("v0003", "refused"), ("v0004", "promoted"),
+        ("v0005", "refused")]
     assert events[0]["reason"].startswith("no model in production yet")
     assert events[2]["comparison"]["worse"] and events[2]["comparison"]["champion"] == "v0002"
 
