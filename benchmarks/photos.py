@@ -116,7 +116,8 @@ def main():
     print(json.dumps({
         "preset": DEFAULT_PRESET, "classes": args.classes, "labeled": manifest["labels"],
         "unlabeled": manifest["dataset"]["unlabeled_size"], "test": manifest["dataset"]["test_size"],
-        "image_shape": shape, "iterations": args.iterations,
+        "image_shape": shape, "architecture": json.loads((run / "config.json").read_text())["architecture"],
+        "iterations": args.iterations,
         "test_accuracy": metrics["test_accuracy"], "baseline_test_accuracy": metrics["baseline_test_accuracy"],
         "seconds_per_iteration": round(history[-1]["seconds"] / args.iterations, 4), "train_wall_s": round(train_s, 1),
         "peak_rss_gb": round(peak / 1e9, 2),

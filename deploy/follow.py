@@ -9,17 +9,16 @@ with a log line and a metric, and the old one stays.
 import asyncio
 import hashlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from deploy import metrics
+from deploy import metrics, registry
 from deploy.runtime import Classifier
 from sgan.errors import UserError, first_line
 
-FILE = "model.onnx"  # the float model: INT8 is no faster where a server runs large batches on many threads
+FILES = {False: "model.onnx", True: "model.int8.onnx"}  # float (the default), or INT8 with `sgan serve --int8`
 log = logging.getLogger("sgan.serve")
 
 
@@ -31,20 +30,23 @@ class Served:
 
 
 def latest_version(models_root: Path) -> str:
-    link = models_root / "latest"
-    if not link.is_symlink():
+    version = registry.latest(models_root)
+    if version is None:
         raise UserError(f"{models_root}: holds no `latest` link (publish a model first, or serve an .onnx file)")
-    return Path(os.readlink(link)).name
+    return version
 
 
-def load(source: Path, max_batch: int, version: str | None = None, image_shape: tuple | None = None) -> Served:
-    """`source`: an .onnx file, or a models root (then `version`, default what `latest` points to). Warmed up:
-    it has answered one inference. `image_shape`: the input shape it must have (the one clients already send)."""
+def load(source: Path, max_batch: int, version: str | None = None, image_shape: tuple | None = None,
+         int8: bool = False) -> Served:
+    """`source`: an .onnx file, or a models root (then `version`, default what `latest` points to; `int8`: its
+    INT8 model). Warmed up: it has answered one inference. `image_shape`: the input shape it must have (the one
+    clients already send)."""
     if source.is_dir():
         version = version or latest_version(source)
-        path = source / version / FILE
+        path = source / version / FILES[int8]
         if not path.is_file():
-            raise UserError(f"{source / version}: no {FILE} in this version")
+            raise UserError(f"{source / version}: no {FILES[int8]} in this version"
+                            + (" (its INT8 model was not accurate enough to publish)" if int8 else ""))
     else:
         path = source
         version = hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else "missing"
@@ -72,7 +74,7 @@ async def follow(service, models_root: Path, poll_seconds: float):
             continue
         try:
             new = await asyncio.to_thread(load, models_root, service.max_batch, wanted,
-                                          service.served.classifier.image_shape)
+                                          service.served.classifier.image_shape, service.int8)
         except Exception as e:  # whatever is wrong with the new version, the old one keeps serving
             refused = wanted
             metrics.model_load(wanted, "refused")

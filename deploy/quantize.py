@@ -16,23 +16,26 @@ class _Calibration(CalibrationDataReader):
         return next(self.batches, None)
 
 
-def quantize(float_path, calibration_images: np.ndarray) -> bytes:
-    """An INT8 copy of the model at `float_path` (QDQ, symmetric, per-channel weights), with the same metadata.
+def quantize(float_path, calibration_images: np.ndarray, quant_format=QuantFormat.QDQ,
+             activations=QuantType.QInt8) -> bytes:
+    """An INT8 copy of the model at `float_path` (per-channel signed weights), with the same metadata.
 
-    The first convolution stays float: quantizing the layer that reads the pixels cost 1.4-2 points of
-    MNIST accuracy with every calibration method we measured (MinMax, Percentile, Entropy); keeping it
-    float costs nothing measurable (see docs/serving.md).
+    QDQ with symmetric signed activations by default; `benchmarks/int8.py` times the other forms (docs/serving.md).
+    The first convolution stays float: quantizing the layer that reads the pixels cost 1.4-2 points of MNIST
+    accuracy with every calibration method measured (MinMax, Percentile, Entropy); keeping it float costs nothing
+    measurable.
     """
     float_model = onnx.load(str(float_path))
     first_conv = next(node.name for node in float_model.graph.node if node.op_type == "Conv")
     with tempfile.TemporaryDirectory() as tmp:
         quantized = Path(tmp) / "int8.onnx"
         quantize_static(str(float_path), str(quantized), _Calibration(calibration_images),
-                        quant_format=QuantFormat.QDQ, per_channel=True, nodes_to_exclude=[first_conv],
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        extra_options={"ActivationSymmetric": True})
+                        quant_format=quant_format, per_channel=True, nodes_to_exclude=[first_conv],
+                        activation_type=activations, weight_type=QuantType.QInt8,
+                        extra_options={"ActivationSymmetric": activations == QuantType.QInt8})
         model = onnx.load(str(quantized))
     del model.metadata_props[:]
     model.metadata_props.extend(float_model.metadata_props)
-    model.metadata_props.add(key="quantization", value="static INT8 (QDQ, per-channel weights, first conv float)")
+    model.metadata_props.add(key="quantization", value=f"static INT8 ({quant_format.name}, {activations.name} "
+                                                        "activations, per-channel weights, first conv float)")
     return model.SerializeToString()

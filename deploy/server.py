@@ -35,10 +35,10 @@ class Service:
     """What the handlers share: the model served now (`served`, replaced whole when `latest` moves), its limits,
     and whether it is ready for traffic."""
 
-    def __init__(self, source: Path, max_batch: int, max_body_bytes: int, model_name: str, poll_seconds: float):
-        self.source, self.poll_seconds = Path(source), poll_seconds
+    def __init__(self, source: Path, max_batch: int, max_body_bytes: int, model_name: str, int8: bool):
+        self.source, self.int8 = Path(source), int8
         self.max_batch, self.max_body_bytes, self.model_name = max_batch, max_body_bytes, model_name
-        self.served = follow.load(self.source, max_batch)
+        self.served = follow.load(self.source, max_batch, int8=int8)
         metrics.model_switch(None, self.served.version)
         self.ready = False
 
@@ -57,9 +57,10 @@ class Service:
 
 
 def create_app(model_path, max_batch: int = 256, max_body_bytes: int = 8 * 1024 * 1024,
-               model_name: str = "sgan", poll_seconds: float = 2.0) -> FastAPI:
-    """`model_path`: an .onnx file, or a models root whose `latest` is served and followed (deploy/follow.py)."""
-    service = Service(model_path, max_batch, max_body_bytes, model_name, poll_seconds)
+               model_name: str = "sgan", poll_seconds: float = 2.0, int8: bool = False) -> FastAPI:
+    """`model_path`: an .onnx file, or a models root whose `latest` is served and followed (deploy/follow.py;
+    `int8`: each version's INT8 model)."""
+    service = Service(model_path, max_batch, max_body_bytes, model_name, int8)
     image_shape = service.served.classifier.image_shape  # fixed for the server's life: a version may not change it
 
     @asynccontextmanager

@@ -186,6 +186,7 @@ def sgan_pipeline(
     network_interface: str | None = None,
     batch_size: int | None = None,
     precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32",
+    architecture: Literal["auto", "conv", "mlp", "wn-conv", "conv-gap"] | None = None,
     iterations: int | None = None,
     checkpoint_every: int | None = None,
     data: str | None = None,
@@ -215,7 +216,7 @@ def sgan_pipeline(
             print("Horovod is not installed: training with one worker (`make env` builds an environment with it)")
     for flag, value in (("--workers", workers), ("--hosts", hosts), ("--ssh-port", ssh_port),
                         ("--ssh-identity-file", ssh_identity_file), ("--network-interface", network_interface),
-                        ("--batch-size", batch_size), ("--iterations", iterations),
+                        ("--batch-size", batch_size), ("--iterations", iterations), ("--architecture", architecture),
                         ("--checkpoint-every", checkpoint_every)):
         options += [flag, str(value)] if value is not None else []
     run_dir = root / "runs" / _run_name(manifest, options)

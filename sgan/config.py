@@ -7,7 +7,7 @@ from sgan.errors import UserError
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 ALGORITHMS = ("reference", "feature_matching")
-ARCHITECTURES = ("conv", "mlp", "wn-conv")  # see sgan.models
+ARCHITECTURES = ("conv", "mlp", "wn-conv", "conv-gap", "auto")  # see sgan.models; auto: see for_images
 POSITIVE = ("iterations", "batch_size", "learning_rate", "z_dim", "checkpoint_every", "log_every", "eval_every")
 
 
@@ -28,6 +28,7 @@ class TrainConfig:
     warmup_iterations: int = 0  # ... reaching the scaled rate linearly over this many iterations
     algorithm: str = "reference"  # reference: 3 updates, non-saturating G | feature_matching: D + G updates
     architecture: str = "conv"  # conv (the reference's) | mlp (Salimans et al.'s) | wn-conv (weight-normalised conv)
+    # | conv-gap (convolutions and global average pooling, for colour and larger images) | auto (by shape)
     input_noise: float = 0.0  # stddev of Gaussian noise on the discriminator's input (mlp, wn-conv)
     hidden_noise: float = 0.0  # ... and after each of its hidden layers (mlp, wn-conv)
     data_init: bool = False  # initialise weight-normalised layers from data, and keep hidden layers' scales fixed
@@ -75,7 +76,7 @@ PRESETS = {
     # preset".
     "improved": TrainConfig(
         iterations=10000, batch_size=100, learning_rate=3e-3, beta_1=0.5, decay_from=0.5,
-        algorithm="feature_matching", architecture="wn-conv", input_noise=0.3, hidden_noise=0.5, ema_decay=0.999,
+        algorithm="feature_matching", architecture="auto", input_noise=0.3, hidden_noise=0.5, ema_decay=0.999,
         balanced_labeled=True, validation=5000, pseudo_label_weight=1.0,
         checkpoint_every=1000, log_every=100, eval_every=500,
     ),
@@ -86,6 +87,17 @@ DEFAULT_PRESET = "improved"
 PRESET_HELP = ("improved (default): feature matching with a weight-normalised conv discriminator, an averaged "
                "discriminator and pseudo-labels on shifted unlabeled images; seed: the reference Keras SGAN, kept as "
                "the baseline to compare with")
+
+
+def for_images(config: TrainConfig, image_shape: tuple) -> TrainConfig:
+    """`auto` made concrete for these images (and written so to config.json): the weight-normalised conv
+    discriminator and MLP generator that reach 98.5% on MNIST for grey images up to 32 pixels a side; for colour or
+    larger images conv-gap, whose weights do not grow with the image's area. `--architecture` overrides it."""
+    if config.architecture != "auto":
+        return config
+    height, width, channels = image_shape
+    grey_and_small = channels == 1 and max(height, width) <= 32
+    return dataclasses.replace(config, architecture="wn-conv" if grey_and_small else "conv-gap")
 
 
 def preset(name: str, **overrides) -> TrainConfig:

@@ -55,3 +55,12 @@ def to_shape(image: Image.Image, shape: tuple) -> np.ndarray:
     if image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return np.asarray(image).reshape(height, width, channels)
+
+
+def upsamplings(height: int, width: int) -> int:
+    """How many times a generator doubles its start grid to reach the image: while both sides halve evenly and
+    the smaller stays at least 3 (24x32 starts from 3x4, 32x32 and 64x64 from 4x4)."""
+    count = 0
+    while height % 2 == 0 and width % 2 == 0 and min(height, width) // 2 >= 3:
+        height, width, count = height // 2, width // 2, count + 1
+    return count

@@ -8,8 +8,9 @@ against measured peak memory (docs/benchmarks.md) and errs high.
 
 import math
 
-from sgan.config import TrainConfig
+from sgan.config import TrainConfig, for_images
 from sgan.errors import UserError
+from sgan.images import upsamplings
 
 BYTES = 4  # float32 weights, gradients and moments (mixed precision keeps float32 variables)
 PROCESS_BASE = 1.0e9  # TensorFlow and the input pipeline in one worker, measured at MNIST's size
@@ -18,10 +19,17 @@ ACTIVATION_COPIES = 4  # pre-activation, activation, noise or normalisation outp
 
 def parameters(config: TrainConfig, image_shape: tuple, num_classes: int) -> dict:
     """Weights of the generator and the discriminator (biases and scales included, to within a few percent)."""
+    config = for_images(config, image_shape)
     height, width, channels = image_shape
     pixels, cells = height * width * channels, math.ceil(height / 8) * math.ceil(width / 8)
     convs = 9 * channels * 32 + 9 * 32 * 64 + 9 * 64 * 128
-    if config.architecture == "conv":
+    if config.architecture == "conv-gap":  # sgan.models.build_upsampling_generator, build_gap_discriminator
+        doublings = upsamplings(height, width)
+        generator = config.z_dim * (height >> doublings) * (width >> doublings) * 128 + 9 * channels * max(
+            128 >> (doublings - 1), 32) + 9 * sum(
+            max(128 >> i, 32) * max(128 >> (i - 1), 32) for i in range(1, doublings))
+        discriminator = 9 * (channels * 32 + 32 * 64 + 64 * 128 + 128 * 128) + 128 * num_classes
+    elif config.architecture == "conv":
         generator = config.z_dim * height // 4 * width // 4 * 256 + 9 * 256 * 128 + 9 * 128 * 64 + 9 * 64 * channels
         discriminator = convs + cells * 128 * num_classes
     else:  # Salimans et al.'s MLP generator, whose last layer makes every pixel

@@ -9,6 +9,7 @@ import tensorflow as tf
 from keras import layers
 
 from sgan.errors import UserError
+from sgan.images import upsamplings
 
 LEAK = 0.01
 FEATURES = "features"  # the layer whose batch mean feature matching compares between real and generated images
@@ -91,6 +92,8 @@ class WeightNormConv2D(_WeightNorm):
 
 def build_discriminator(image_shape: tuple, num_classes: int, seed: int = 0, dtype=None, architecture="conv",
                         input_noise=0.0, hidden_noise=0.0, train_hidden_scales=True) -> keras.Model:
+    if architecture == "conv-gap":
+        return build_gap_discriminator(image_shape, num_classes, seed, dtype)
     if architecture == "mlp":
         return build_mlp_discriminator(image_shape, num_classes, seed, dtype, input_noise, hidden_noise,
                                        train_hidden_scales)
@@ -101,6 +104,8 @@ def build_discriminator(image_shape: tuple, num_classes: int, seed: int = 0, dty
 
 
 def build_generator(z_dim: int, image_shape: tuple, dtype=None, architecture="conv") -> keras.Model:
+    if architecture == "conv-gap":
+        return build_upsampling_generator(z_dim, image_shape, dtype)
     if architecture in ("mlp", "wn-conv"):
         return build_mlp_generator(z_dim, image_shape, dtype)
     return build_conv_generator(z_dim, image_shape, dtype)
@@ -196,6 +201,37 @@ def build_wn_conv_discriminator(image_shape: tuple, num_classes: int, seed: int 
               WeightNormDense(250, activation="relu", train_scale=train_hidden_scales, dtype=dtype, name=FEATURES),
               layers.GaussianNoise(hidden_noise, seed=seed + 4, dtype=dtype),
               WeightNormDense(num_classes, dtype="float32")]
+    return keras.Sequential(stack, name="discriminator")
+
+
+def build_upsampling_generator(z_dim: int, image_shape: tuple, dtype=None) -> keras.Model:
+    """A DCGAN-style generator (Salimans et al.'s CIFAR-10 model, narrower): z -> a small grid of 128 channels ->
+    transposed convolutions doubling the size and halving the channels -> weight-normed tanh image. Its weights
+    grow with the number of doublings, not with the image's area."""
+    height, width, channels = image_shape
+    doublings = upsamplings(height, width)
+    if not doublings:
+        raise UserError(f"image size {height}x{width} must have even sides for the conv-gap generator")
+    grid = (height >> doublings, width >> doublings)
+    stack = [keras.Input((z_dim,)), layers.Dense(grid[0] * grid[1] * 128, dtype=dtype),
+             layers.BatchNormalization(dtype=dtype), layers.ReLU(dtype=dtype), layers.Reshape((*grid, 128), dtype=dtype)]
+    for i in range(1, doublings):
+        stack += [layers.Conv2DTranspose(max(128 >> i, 32), 3, strides=2, padding="same", dtype=dtype),
+                  layers.BatchNormalization(dtype=dtype), layers.ReLU(dtype=dtype)]
+    stack.append(layers.Conv2DTranspose(channels, 3, strides=2, padding="same", activation="tanh", dtype=dtype))
+    return keras.Sequential(stack, name="generator")
+
+
+def build_gap_discriminator(image_shape: tuple, num_classes: int, seed: int = 0, dtype=None) -> keras.Model:
+    """Salimans et al.'s CIFAR-10 discriminator, narrower for CPUs: dropout on the input, weight-normed leaky-ReLU
+    convolutions 32-64-128-128 (the last three with stride 2, dropout after each), global average pooling, K
+    logits. Its weights do not depend on the image size."""
+    stack = [keras.Input(image_shape), layers.Dropout(0.2, seed=seed, dtype=dtype)]
+    for i, (width, stride) in enumerate(((32, 1), (64, 2), (128, 2), (128, 2))):
+        stack.append(WeightNormConv2D(width, activation="leaky_relu", strides=stride, dtype=dtype))
+        if stride == 2:
+            stack.append(layers.Dropout(0.5, seed=seed + 1 + i, dtype=dtype))
+    stack += [layers.GlobalAveragePooling2D(dtype=dtype, name=FEATURES), WeightNormDense(num_classes, dtype="float32")]
     return keras.Sequential(stack, name="discriminator")
 
 

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from sgan import atomic, data, distributed, precision
 from sgan.augment import random_shifts, translate
-from sgan.config import TrainConfig
+from sgan.config import TrainConfig, for_images
 from sgan.dataset import Dataset
 from sgan.errors import UserError, writing
 from sgan.evaluate import accuracy, load_history
@@ -90,6 +90,7 @@ def learning_rate(config: TrainConfig, workers: int = 1) -> LearningRate:
 
 
 def build_discriminator_for(config: TrainConfig, image_shape: tuple, num_classes: int, dtype=None) -> keras.Model:
+    config = for_images(config, image_shape)
     return build_discriminator(image_shape, num_classes, config.seed, dtype, config.architecture,
                                config.input_noise, config.hidden_noise, train_hidden_scales=not config.data_init)
 
@@ -225,6 +226,7 @@ def train(config: TrainConfig, dataset: Dataset, labeled: np.ndarray, run_dir, d
     A checkpoint holds no worker count: one written by N workers resumes on M.
     """
     dist = dist or distributed.Distribution()
+    config = for_images(config, dataset.image_shape)
     run_dir = Path(run_dir)
     validation_size, spare = data.validation_size(dataset, labeled, config.validation)
     unlabeled, validation = data.split_validation(dataset.y_train, labeled, validation_size, config.seed)

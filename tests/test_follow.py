@@ -2,6 +2,7 @@
 threads, `latest` moved by `sgan models promote`/`rollback` and by hand; no request fails and every answer names
 the version that produced it."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -157,8 +158,34 @@ def test_the_server_follows_latest_under_load_and_refuses_versions_that_cannot_s
     assert "Traceback" not in log
 
 
-def test_serve_refuses_a_models_root_without_latest_in_one_line(tmp_path):
-    (tmp_path / "models").mkdir()
-    result = subprocess.run([SGAN, "serve", str(tmp_path / "models")], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and result.stderr.count("\n") == 1
-    assert "holds no `latest` link" in result.stderr
+def test_int8_serves_each_versions_edge_model_and_is_refused_where_there_is_none(exported_run, tmp_path):
+    from deploy.quantize import quantize
+
+    run, _, dataset = exported_run
+    root = tmp_path / "models"
+    int8 = quantize(run / "model.onnx", np.asarray(dataset.x_train[:100]))  # published or not at this accuracy
+    (_version(root, "v0001", run) / "model.int8.onnx").write_bytes(int8)
+    _version(root, "v0002", run)  # no INT8 model published
+    history.point_latest(root, "v0001")
+    port = _free_port()
+    server = subprocess.Popen([SGAN, "serve", str(root), "--int8", "--port", str(port)], stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        for _ in range(300):
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                    break
+            time.sleep(0.2)
+        info = httpx.get(f"http://127.0.0.1:{port}/v1/model").json()
+        assert info["file"] == str(root / "v0001" / "model.int8.onnx") and "INT8" in info["quantization"]
+    finally:
+        server.terminate()
+        assert "v0001, INT8 model" in server.communicate(timeout=30)[1]
+
+    history.point_latest(root, "v0002")
+    for args, message in (((str(root), "--int8"), "no model.int8.onnx in this version"),
+                          ((str(run / "model.onnx"), "--int8"), "--int8 applies to a models root"),
+                          ((str(tmp_path / "empty"),), "holds no `latest` link")):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        result = subprocess.run([SGAN, "serve", *args], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr

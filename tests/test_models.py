@@ -5,13 +5,14 @@ import pytest
 import tensorflow as tf
 
 from sgan import losses
+from sgan.config import for_images, preset
 from sgan.errors import UserError
 from sgan.models import (build_discriminator, build_generator, class_probabilities, initialize_from_data,
                          real_probability, with_features)
 
 
-@pytest.mark.parametrize("architecture", ["conv", "mlp", "wn-conv"])
-@pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
+@pytest.mark.parametrize("architecture", ["conv", "mlp", "wn-conv", "conv-gap"])
+@pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3), (24, 32, 3)])
 def test_output_shapes(shape, architecture):
     generator = build_generator(100, shape, architecture=architecture)
     discriminator = build_discriminator(shape, 10, architecture=architecture)
@@ -31,6 +32,25 @@ def test_data_dependent_init_gives_unit_variance_pre_activations(architecture):
     logits = discriminator(images, training=False)
     np.testing.assert_allclose(tf.math.reduce_std(logits, axis=0), 1.0, rtol=1e-3)
     np.testing.assert_allclose(tf.reduce_mean(logits, axis=0), 0.0, atol=1e-3)
+
+
+def test_conv_gap_weights_do_not_grow_with_the_image_area():
+    counts = {shape: (build_generator(100, shape, architecture="conv-gap").count_params(),
+                      build_discriminator(shape, 7, architecture="conv-gap").count_params())
+              for shape in ((24, 32, 3), (64, 64, 3), (192, 256, 3))}
+    assert len({d for _, d in counts.values()}) == 1  # the discriminator: identical at every size
+    assert max(g for g, _ in counts.values()) < 1.5 * min(g for g, _ in counts.values())  # 64x the area
+    with pytest.raises(UserError, match="15x15 must have even sides"):
+        build_generator(100, (15, 15, 3), architecture="conv-gap")
+
+
+@pytest.mark.parametrize("shape, chosen", [((28, 28, 1), "wn-conv"), ((32, 32, 1), "wn-conv"),
+                                           ((24, 32, 3), "conv-gap"), ((48, 64, 1), "conv-gap")])
+def test_auto_architecture_follows_the_image_shape_and_can_be_overridden(shape, chosen):
+    assert preset("improved").architecture == "auto"
+    assert for_images(preset("improved"), shape).architecture == chosen
+    assert for_images(preset("improved", architecture="wn-conv"), shape).architecture == "wn-conv"
+    assert for_images(preset("seed"), shape).architecture == "conv"  # the reference stays the reference
 
 
 def test_generator_rejects_sizes_not_divisible_by_4():

@@ -33,7 +33,9 @@ def test_every_step_in_its_own_process(photos, tmp_path, monkeypatch, preset):
     # a global batch of 10 over 3 classes: the class-balanced batches of `improved` rotate the remainder
     result = sgan("train", "--run-dir", run, "--preset", preset, "--iterations", 4, "--batch-size", 10)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads((run / "config.json").read_text())["batch_size"] == 10
+    config = json.loads((run / "config.json").read_text())
+    assert config["batch_size"] == 10
+    assert config["architecture"] == {"improved": "conv-gap", "seed": "conv"}[preset]  # colour: chosen by shape
 
     for step in ("evaluate", "export"):
         result = sgan(step, "--run-dir", run)
