@@ -30,16 +30,40 @@ def _env(prefect_home: Path, **extra) -> dict:
     return {**env, "PREFECT_HOME": str(prefect_home), "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
 
 
-def pipeline(tmp: Path, *args, wait=True, data=None):
-    """`sgan pipeline` as users type it; on MNIST-format IDX files with 20 labels unless `data` (an image folder)."""
+def pipeline(tmp: Path, *args, wait=True, data=None, api=None):
+    """`sgan pipeline` as users type it; on MNIST-format IDX files with 20 labels unless `data` (an image folder);
+    on the embedded Prefect API unless `api` (a running `prefect server`'s URL)."""
     source = ["--data", str(data)] if data else ["--data", str(tmp / "data"), "--labels", "20"]
     command = [SGAN, "pipeline", *source, "--batch-size", "8", "--output-root", str(tmp / "out"), *map(str, args)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=_env(tmp / "prefect-home"))
+                               env=_env(tmp / "prefect-home", **({"PREFECT_API_URL": api} if api else {})))
     if not wait:
         return process
     output, _ = process.communicate(timeout=600)
     return process.returncode, output
+
+
+@contextlib.contextmanager
+def prefect_server(home: Path, **settings):
+    """A real `prefect server start` on a free loopback port: yields (API URL, the environment that uses it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    api = f"http://127.0.0.1:{port}/api"
+    env = _env(home, PREFECT_API_URL=api, PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false",
+               **settings)
+    server = subprocess.Popen([str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.5)
+        yield api, env
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +79,13 @@ def test_the_loop_new_labels_a_better_model_served_a_worse_one_refused_and_a_rol
     nothing to do; `sgan models rollback` -> v1 served. No request fails, and versions change only at the switches."""
     data = write_image_folder(tmp_path / "photos", labeled_per_class=2, unlabeled=60, test_per_class=20)
     models = tmp_path / "out" / "models"
-    code, output = pipeline(tmp_path, "--workers", 2, "--iterations", 30, "--accuracy-gate", 0, data=data)
+    with prefect_server(tmp_path / "prefect-home") as (api, _):  # as operators run it: one API for every run
+        _loop(tmp_path, data, models, api)
+
+
+def _loop(tmp_path: Path, data: Path, models: Path, api: str):
+    code, output = pipeline(tmp_path, "--preset", "seed", "--workers", 2, "--iterations", 100, "--accuracy-gate", 0,
+                            data=data, api=api)
     assert code == 0, output[-4000:]
     assert "2 worker(s) x batch 8 = global batch 16" in output
     assert os.readlink(models / "latest") == "v0001"
@@ -84,19 +114,20 @@ def test_the_loop_new_labels_a_better_model_served_a_worse_one_refused_and_a_rol
         for folder in (tmp_path / "more" / "labeled").iterdir():  # new labels arrive
             for file in folder.iterdir():
                 file.rename(data / "labeled" / folder.name / f"new-{file.name}")
-        args = ("--workers", 1, "--iterations", 30, "--accuracy-gate", 0)
+        args = ("--preset", "seed", "--workers", 1, "--iterations", 100, "--accuracy-gate", 0)
         retrained = time.monotonic()
-        code, output = pipeline(tmp_path, *args, data=data)
+        code, output = pipeline(tmp_path, *args, data=data, api=api)
         assert code == 0, output[-4000:]
         assert os.readlink(models / "latest") == "v0002", output[-4000:]
         promoted = time.monotonic()
         switched = load.wait_for("v0002", promoted)
 
-        code, output = pipeline(tmp_path, "--workers", 1, "--iterations", 2, "--accuracy-gate", 0, data=data)
+        code, output = pipeline(tmp_path, *args[:2], "--workers", 1, "--iterations", 2, "--accuracy-gate", 0, data=data,
+                                api=api)
         assert code == 2 and "worse than v0002" in output and "`latest` left unchanged" in output, output[-4000:]
         assert "Task run 'prepare_dataset" in output and "Cached" in output  # the same images
         started = time.monotonic()
-        code, output = pipeline(tmp_path, *args[2:], "--workers", 2, data=data)  # placement is not an input
+        code, output = pipeline(tmp_path, *args[:2], *args[4:], "--workers", 2, data=data, api=api)  # placement only
         assert code == 0 and "nothing to do: `latest` (v0002) was made from the same data" in output, output[-4000:]
         assert "sgan train" not in output and not (models / "v0004").exists()
         unchanged_s = time.monotonic() - started
@@ -110,7 +141,7 @@ def test_the_loop_new_labels_a_better_model_served_a_worse_one_refused_and_a_rol
         answers = load.finish() if load else []
         server.terminate()
         server.wait(timeout=30)
-    assert unchanged_s < 60, unchanged_s  # the embedded API's start-up, and no task
+    assert unchanged_s < 30, unchanged_s  # the process's start-up, and no task
     assert len(answers) > 100 and all(status == 200 for _, status, _, _ in answers), \
         [a for a in answers if a[1] != 200][:3]
     for start, end, version in ((0, retrained, "v0001"), (switched, rolled, "v0002"), (back, float("inf"), "v0001")):
@@ -183,52 +214,36 @@ def test_deployment_on_a_schedule_and_triggered_through_the_cli(workspace, tmp_p
     """`python -m pipeline.serve --every 4 -p ...` against a real Prefect server: runs come on the schedule, one at a
     time; the first publishes v0001, a triggered run (`prefect deployment run`) and the later scheduled ones, on the
     same data, end with nothing to do."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    api = f"http://127.0.0.1:{port}/api"
-    env = _env(tmp_path / "prefect-home", PREFECT_API_URL=api, PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_UI_ENABLED="false", PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2",
-               PREFECT_RUNNER_POLL_FREQUENCY="2")
-    server = subprocess.Popen([str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    served = None
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.5)
+    with prefect_server(tmp_path / "prefect-home", PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2",
+                        PREFECT_RUNNER_POLL_FREQUENCY="2") as (api, env):
         out = tmp_path / "out"
         parameters = [f"data={workspace / 'data'}", "labels=20", "workers=1", "iterations=10", "batch_size=8",
                       "accuracy_gate=0", f"output_root={out}"]
         served = subprocess.Popen([sys.executable, "-m", "pipeline.serve", "--every", "4",
                                    *[a for p in parameters for a in ("-p", p)]],
                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        command = [str(PREFECT), "deployment", "run", "sgan-pipeline/default", "--watch"]
-        for _ in range(60):  # the deployment exists once `serve` has registered it
-            result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-            if "not found" not in (result.stdout + result.stderr).lower():
-                break
-            time.sleep(1)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        assert "Completed" in result.stdout
-        assert os.readlink(out / "models" / "latest") == "v0001"
+        try:
+            command = [str(PREFECT), "deployment", "run", "sgan-pipeline/default", "--watch"]
+            for _ in range(60):  # the deployment exists once `serve` has registered it
+                result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+                if "not found" not in (result.stdout + result.stderr).lower():
+                    break
+                time.sleep(1)
+            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+            assert "Completed" in result.stdout
+            assert os.readlink(out / "models" / "latest") == "v0001"
 
-        deadline = time.time() + 120
-        while len(completed := _completed_runs(api)) < 3:
-            assert time.time() < deadline, f"{len(completed)} runs completed"
-            time.sleep(1)
-        assert sorted(p.name for p in (out / "models").glob("v*")) == ["v0001"]
-        assert sum(run["auto_scheduled"] for run in completed) >= 2
-        spans = sorted((run["start_time"], run["end_time"]) for run in completed)
-        assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:]))  # one at a time
-    finally:
-        for process in (served, server):
-            if process:
-                process.terminate()
-                process.wait(timeout=30)
+            deadline = time.time() + 120
+            while len(completed := _completed_runs(api)) < 3:
+                assert time.time() < deadline, f"{len(completed)} runs completed"
+                time.sleep(1)
+            assert sorted(p.name for p in (out / "models").glob("v*")) == ["v0001"]
+            assert sum(run["auto_scheduled"] for run in completed) >= 2
+            spans = sorted((run["start_time"], run["end_time"]) for run in completed)
+            assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:]))  # one at a time
+        finally:
+            served.terminate()
+            served.wait(timeout=30)
 
 
 def _completed_runs(api: str) -> list[dict]:
