@@ -49,8 +49,8 @@ def load(source: Path, max_batch: int, version: str | None = None, image_shape: 
                             + (" (its INT8 model was not accurate enough to publish)" if int8 else ""))
     else:
         path = source
-        version = hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else "missing"
-    classifier = Classifier(path, max_batch=max_batch, threads=1)
+    classifier = Classifier(path, max_batch=max_batch, threads=1)  # a missing or unloadable file: one line
+    version = version or hashlib.sha256(path.read_bytes()).hexdigest()[:12]  # a lone file: its content
     if image_shape and classifier.image_shape != image_shape:
         raise UserError(f"its input shape {list(classifier.image_shape)} differs from the served {list(image_shape)} "
                         "(restart the server to change it)")

@@ -97,6 +97,7 @@ def build_discriminator_for(config: TrainConfig, image_shape: tuple, num_classes
 
 def build(config: TrainConfig, image_shape: tuple, num_classes: int, workers: int = 1, init_images=None) -> SGAN:
     """`init_images` (scaled real images), when given, initialise the discriminator's weight-normalised layers."""
+    config = for_images(config, image_shape)  # both networks from the same concrete architecture
     if image_shape[0] % 4 or image_shape[1] % 4:
         raise UserError(f"images are {image_shape[0]}x{image_shape[1]}: both sides must be divisible by 4 (the "
                         "generator upsamples twice); `sgan prepare --image-size` resizes image folders")
