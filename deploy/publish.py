@@ -1,6 +1,7 @@
 """Publishing: an immutable, versioned model directory, and a `latest` link moved only past the gates.
 
     MODELS/v0001/  model.onnx  model.int8.onnx  metrics.json  manifest.json  onnx_report.json  *.png  MODEL_CARD.md
+                   generator.keras  discriminator.keras
     MODELS/latest -> v0001
 """
 
@@ -19,7 +20,8 @@ from sgan.errors import UserError, writing
 from sgan.run import RunDir
 
 FILES = ("model.onnx", "model.int8.onnx", "metrics.json", "manifest.json", "onnx_report.json", "config.json",
-         "provenance.json", "confusion_matrix.png", "samples.png", "learning_curves.png")
+         "provenance.json", "confusion_matrix.png", "samples.png", "learning_curves.png",
+         "generator.keras", "discriminator.keras")  # the weights a warm start begins from (sgan.warm)
 
 
 class GateFailed(UserError):

@@ -154,6 +154,25 @@ def _model_card_artifact(version_dir: Path, promoted: bool):
     create_markdown_artifact((version_dir / "MODEL_CARD.md").read_text() + "\n" + where, key="sgan-model-card")
 
 
+def _warm_start_from(models_root: Path, manifest: dict) -> Path | None:
+    """The version `latest` serves, if a run on this data can start from its weights; else says why not."""
+    from sgan import warm
+
+    if not (models_root / "latest").is_dir():
+        print("warm start: no model in production yet, so training starts from scratch")
+        return None
+    try:
+        champion = warm.find(models_root)
+    except UserError as e:
+        print(f"warm start: {e}; training starts from scratch")
+        return None
+    if differs := warm.differences(champion, manifest):
+        print(f"warm start: {champion.name} was made for other data ({'; '.join(differs)}); training starts from "
+              "scratch")
+        return None
+    return champion
+
+
 def _run_name(manifest: dict, options: list[str]) -> str:
     """The run folder's name follows from the data and what shapes the model (not where it trains), so a flow run
     killed mid-training (or its orchestrator) is resumed from its checkpoint by the same command run again, on
@@ -188,6 +207,7 @@ def sgan_pipeline(
     precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32",
     architecture: Literal["auto", "conv", "mlp", "wn-conv", "conv-gap"] | None = None,
     iterations: int | None = None,
+    time_budget: float | None = None,
     checkpoint_every: int | None = None,
     data: str | None = None,
     image_size: str | None = None,
@@ -196,13 +216,16 @@ def sgan_pipeline(
     allow_test_leaks: bool = False,
     tolerance: float = 0.0,
     force_promotion: bool = False,
+    warm_start: bool = False,
     output_root: str = "runs/pipeline",
 ) -> dict:
     """Trains an SGAN classifier on `data` and publishes it as a verified ONNX model.
 
     `data`: an image folder (labeled/<class>/, unlabeled/, optional test/<class>/), an .npz, or MNIST IDX files
     (default: the MNIST download, of which `labels` (default 100) keep their label). `accuracy_gate`: `latest`
-    moves only at or above this test accuracy; without a test set it must be set to 0 to promote the model."""
+    moves only at or above this test accuracy; without a test set it must be set to 0 to promote the model.
+    `warm_start`: begin from the weights of the model `latest` serves, when it was made for the same classes and
+    image shape (otherwise from scratch, and the log says why)."""
     started = time.perf_counter()
     root = Path(output_root).resolve()
 
@@ -216,15 +239,19 @@ def sgan_pipeline(
             print("Horovod is not installed: training with one worker (`make env` builds an environment with it)")
     for flag, value in (("--workers", workers), ("--hosts", hosts), ("--ssh-port", ssh_port),
                         ("--ssh-identity-file", ssh_identity_file), ("--network-interface", network_interface),
-                        ("--batch-size", batch_size), ("--iterations", iterations), ("--architecture", architecture),
+                        ("--batch-size", batch_size), ("--iterations", iterations), ("--time-budget", time_budget),
+                        ("--architecture", architecture),
                         ("--checkpoint-every", checkpoint_every)):
         options += [flag, str(value)] if value is not None else []
     run_dir = root / "runs" / _run_name(manifest, options)
-    made_of = provenance.of_run(run_dir.name)
+    made_of = provenance.of_run(run_dir.name)  # where the weights start from is not part of it
     if same := provenance.serving_the_same(root / "models", made_of):
         print(f"nothing to do: `latest` ({same.name}) was made from the same data, configuration and code")
         return _summary(same, json.loads((same / "metrics.json").read_text()),
                         json.loads((same / "onnx_report.json").read_text()), root, run_dir, started)
+    if warm_start and (champion := _warm_start_from(root / "models", manifest)):
+        options += ["--warm-start", str(champion)]
+        run_dir = run_dir.with_name(f"{run_dir.name}-from-{champion.name}")
     train(run_dir, manifest, options)
 
     metrics = evaluate(run_dir)

@@ -1,6 +1,7 @@
 """The `sgan` command line. User errors print one line and exit 2; no tracebacks for bad input."""
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -37,13 +38,17 @@ def _source_options(args) -> dict:
 
 # `sgan train` options that map onto TrainConfig fields (None: keep the preset's value).
 TRAIN_OPTIONS = {
-    "--iterations": dict(type=int),
+    "--iterations": dict(type=int, help="with --time-budget, the most it may run"),
+    "--time-budget": dict(type=float, metavar="SECONDS", help="train for about this long: the iteration count "
+                          "(and the learning rate's decay) is set from the speed measured over the first iterations"),
     "--batch-size": dict(type=int, help="per worker; the global batch is workers x this"),
     "--checkpoint-every": dict(type=int),
     "--eval-every": dict(type=int),
     "--precision": dict(choices=PRECISIONS),
     "--scale-lr": dict(action="store_const", const=True, help="multiply the learning rate by the worker count"),
     "--warmup-iterations": dict(type=int, help="reach the scaled learning rate over this many iterations"),
+    "--warm-start": dict(metavar="FOLDER", help="start from this model's weights: a published version, a models "
+                         "root (its latest) or a trained run folder, for the same classes and images"),
     "--architecture": dict(choices=ARCHITECTURES, help="the networks; auto (the improved preset's) picks wn-conv for "
                            "grey images up to 32 pixels a side, conv-gap for colour or larger ones"),
 }
@@ -65,7 +70,11 @@ def cmd_train(args):
     hosts = launch.parse_hosts(args.hosts) if args.hosts else None
     workers = launch.worker_count(args.workers, hosts)
     if "HOROVOD_RANK" not in os.environ:  # the launcher, or a lone process: checked once, before any worker starts
-        from sgan import memory, resume
+        from sgan import memory, resume, warm
+
+        if cfg.warm_start:  # workers get the version `latest` points to now, even if it moves while they start
+            args.warm_start = str(warm.source(cfg.warm_start, manifest, cfg))
+            cfg = dataclasses.replace(cfg, warm_start=args.warm_start)
 
         memory.check(cfg, tuple(manifest["dataset"]["image_shape"]), manifest["dataset"]["num_classes"],
                      max(h.slots for h in hosts) if hosts else workers)
@@ -91,7 +100,7 @@ def cmd_train(args):
     dist = distributed.init()
     train(cfg, run.dataset(), run.labeled(), args.run_dir, dist)
     if dist.is_chief:
-        print(f"trained {cfg.iterations} iterations; models and checkpoints in {args.run_dir}")
+        print(f"trained {run.config().iterations} iterations; models and checkpoints in {args.run_dir}")
 
 
 def cmd_evaluate(args):
@@ -335,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--batch-size", type=int, help="per worker")
     pipeline.add_argument("--precision", choices=PRECISIONS)
     pipeline.add_argument("--architecture", choices=ARCHITECTURES, help="as for `sgan train`")
-    pipeline.add_argument("--iterations", type=int)
+    pipeline.add_argument("--iterations", type=int, help="with --time-budget, the most it may run")
+    pipeline.add_argument("--time-budget", type=float, metavar="SECONDS", help="as for `sgan train`")
     pipeline.add_argument("--checkpoint-every", type=int)
     pipeline.add_argument("--data", type=Path, help="as for `sgan prepare` (default: download MNIST)")
     pipeline.add_argument("--image-size", help="HxW, for image folders")
@@ -349,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="promote even with other class names or input shape than the model `latest` serves")
     pipeline.add_argument("--allow-test-leaks", action="store_true", default=None,
                           help="promote even if test images also appear in the training data")
+    pipeline.add_argument("--warm-start", action="store_true", default=None,
+                          help="start from the weights of the model `latest` serves, if it has the same classes and "
+                               "image shape (else from scratch)")
     pipeline.add_argument("--output-root")
     pipeline.set_defaults(func=cmd_pipeline)
     return parser

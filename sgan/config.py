@@ -13,7 +13,8 @@ POSITIVE = ("iterations", "batch_size", "learning_rate", "z_dim", "checkpoint_ev
 
 @dataclass(frozen=True)
 class TrainConfig:
-    iterations: int = 6000
+    iterations: int = 6000  # with a time budget: the most it may run
+    time_budget: float = 0.0  # > 0: seconds of training; the count that fits is set after the first ones (sgan.budget)
     batch_size: int = 32  # per worker
     learning_rate: float = 1e-3  # Adam, for each update
     beta_1: float = 0.9
@@ -38,6 +39,7 @@ class TrainConfig:
     pseudo_label_weight: float = 0.0  # > 0: FixMatch term on unlabeled images (feature_matching; sgan.losses)
     pseudo_label_threshold: float = 0.95  # ... counting only predictions at least this confident
     max_shift: int = 2  # ... whose targets are learnt on copies shifted by up to this many pixels
+    warm_start: str = ""  # a trained model's folder whose weights the run starts from (sgan.warm)
 
     def __post_init__(self):
         for name in POSITIVE:
@@ -53,8 +55,10 @@ class TrainConfig:
             raise UserError(f"decay_from={self.decay_from} must be in [0, 1]")
         if not 0 <= self.ema_decay < 1:
             raise UserError(f"ema_decay={self.ema_decay} must be in [0, 1)")
-        if min(self.input_noise, self.hidden_noise, self.validation, self.pseudo_label_weight, self.max_shift) < 0:
-            raise UserError("input_noise, hidden_noise, validation, pseudo_label_weight and max_shift must be >= 0")
+        if min(self.input_noise, self.hidden_noise, self.validation, self.pseudo_label_weight, self.max_shift,
+               self.time_budget) < 0:
+            raise UserError("input_noise, hidden_noise, validation, pseudo_label_weight, max_shift and time_budget "
+                            "must be >= 0")
         if not 0 < self.pseudo_label_threshold <= 1:
             raise UserError(f"pseudo_label_threshold={self.pseudo_label_threshold} must be in (0, 1]")
         if self.pseudo_label_weight and self.algorithm != "feature_matching":

@@ -24,8 +24,9 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from sgan import atomic, data, distributed, precision
+from sgan import atomic, data, distributed, precision, warm
 from sgan.augment import random_shifts, translate
+from sgan.budget import Budget
 from sgan.config import TrainConfig, for_images
 from sgan.dataset import Dataset
 from sgan.errors import UserError, writing
@@ -44,6 +45,7 @@ class SGAN:
     discriminator: keras.Model
     optimizers: dict  # name -> keras optimizer, one per update of the algorithm
     averaged_discriminator: keras.Model | None = None  # exponential moving average of the discriminator
+    schedule: "LearningRate | None" = None  # the optimizers' learning rate
 
     @property
     def classifier(self) -> keras.Model:
@@ -71,17 +73,24 @@ class LearningRate(keras.optimizers.schedules.LearningRateSchedule):
     then decaying linearly to 0 from iteration `decay_from` to `total`."""
 
     def __init__(self, base: float, factor: float, warmup: int, decay_from: int, total: int):
-        self.base, self.factor, self.warmup, self.decay_from, self.total = base, factor, warmup, decay_from, total
+        self.base, self.factor, self.warmup = base, factor, warmup
+        # Variables, so that a time budget can set the length after the first iterations (sgan.budget).
+        self.decay_from = tf.Variable(float(decay_from), trainable=False)
+        self.total = tf.Variable(float(total), trainable=False)
+
+    def reschedule(self, decay_from: int, total: int):
+        self.decay_from.assign(float(decay_from))
+        self.total.assign(float(total))
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
         warmup = tf.minimum(step / max(self.warmup, 1), 1.0)
-        decay = tf.clip_by_value((self.total - step) / max(self.total - self.decay_from, 1), 0.0, 1.0)
+        decay = tf.clip_by_value((self.total - step) / tf.maximum(self.total - self.decay_from, 1.0), 0.0, 1.0)
         return self.base * (1.0 + (self.factor - 1.0) * warmup) * decay
 
     def get_config(self):
-        return {"base": self.base, "factor": self.factor, "warmup": self.warmup, "decay_from": self.decay_from,
-                "total": self.total}
+        return {"base": self.base, "factor": self.factor, "warmup": self.warmup,
+                "decay_from": int(self.decay_from.numpy()), "total": int(self.total.numpy())}
 
 
 def learning_rate(config: TrainConfig, workers: int = 1) -> LearningRate:
@@ -119,7 +128,7 @@ def build(config: TrainConfig, image_shape: tuple, num_classes: int, workers: in
     if config.ema_decay:
         averaged = keras.models.clone_model(discriminator)
         averaged.set_weights(discriminator.get_weights())
-    return SGAN(generator, discriminator, optimizers, averaged)
+    return SGAN(generator, discriminator, optimizers, averaged, rate)
 
 
 def descend(optimizer, tape, loss, variables, dist: distributed.Distribution):
@@ -236,16 +245,19 @@ def train(config: TrainConfig, dataset: Dataset, labeled: np.ndarray, run_dir, d
         init_images = data.scale(dataset.x_train[np.random.default_rng([config.seed, 3]).choice(unlabeled, INIT_SIZE)])
     sgan = build(config, dataset.image_shape, dataset.num_classes, dist.size, init_images)
     step = tf.Variable(0, dtype=tf.int64)
+    planned = tf.Variable(0, dtype=tf.int64)  # the count a time budget chose; 0: not yet
     checkpoint = tf.train.Checkpoint(
-        step=step,
+        step=step, **({"planned_iterations": planned} if config.time_budget else {}),
         **{name: model.variables for name, model in sgan.models().items()},
         **{f"{name}_optimizer": optimizer for name, optimizer in sgan.optimizers.items()},
     )
     manager = tf.train.CheckpointManager(checkpoint, run_dir / "checkpoints", max_to_keep=3)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_consumed()
+    elif config.warm_start and dist.is_chief:  # the broadcast below copies the weights to the other workers
+        warm.load(sgan, config.warm_start)
     dist.broadcast([step] + [v.value for v in sgan.variables()])
-    start = int(step.numpy())
+    start, iterations = int(step.numpy()), int(planned.numpy()) or config.iterations
 
     history = [r for r in load_history(run_dir) if r["step"] <= start]  # later ones: the interrupted attempt
     stream_args = dict(batch_size=config.batch_size, seed=config.seed, start_step=start, rank=dist.rank, size=dist.size)
@@ -257,7 +269,7 @@ def train(config: TrainConfig, dataset: Dataset, labeled: np.ndarray, run_dir, d
     train_step = make_train_step(sgan, config, dist)
     writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if dist.is_chief else None
     if dist.is_chief:
-        atomic.write_json(run_dir / "config.json", config.to_dict())
+        atomic.write_json(run_dir / "config.json", {**config.to_dict(), "iterations": iterations})
         print(f"{dist.size} worker(s) x batch {config.batch_size} = global batch {dist.size * config.batch_size}, "
               f"precision {precision.resolve(config.precision)}, from iteration {start}", flush=True)
         if not validation_size and config.validation:
@@ -268,18 +280,32 @@ def train(config: TrainConfig, dataset: Dataset, labeled: np.ndarray, run_dir, d
                   flush=True)
 
     started, seconds_before = time.perf_counter(), history[-1].get("seconds", 0.0) if history else 0.0
-    with tqdm(total=config.iterations, initial=start, desc="sgan train", unit="it",
+    budget = None
+    if config.time_budget and not planned.numpy():
+        budget = Budget(config.time_budget, config.iterations, config.decay_from, start, seconds_before)
+    sgan.schedule.reschedule(int(config.decay_from * iterations), iterations)
+    with tqdm(total=iterations, initial=start, desc="sgan train", unit="it",
               disable=not dist.is_chief) as progress:  # closed on an error too: its line ends before the error's
-        for t in range(start, config.iterations):
+        t = start
+        while t < iterations:  # a time budget sets `iterations` after the first ones
             labeled_x, labeled_y = next(labeled_batches)
             unlabeled_x, _ = next(unlabeled_batches)
             losses = train_step(labeled_x, labeled_y, unlabeled_x, tf.constant(t, tf.int64))
             step.assign(t + 1)
             done = t + 1
-            if dist.is_chief and (done % config.log_every == 0 or done == config.iterations):
+            if budget and (count := budget.observe(done)) is not None:
+                planned.assign(count)
+                dist.broadcast([planned])  # rank 0's timing decides, so that every worker stops together
+                iterations = int(planned.numpy())
+                sgan.schedule.reschedule(int(config.decay_from * iterations), iterations)
+                progress.total = iterations
+                if dist.is_chief:
+                    progress.write(budget.describe(iterations))
+                    atomic.write_json(run_dir / "config.json", {**config.to_dict(), "iterations": iterations})
+            if dist.is_chief and (done % config.log_every == 0 or done == iterations):
                 record = {"step": done, **{k: float(v) for k, v in losses.items()}}
                 record["seconds"] = round(seconds_before + time.perf_counter() - started, 1)  # training wall time
-                if len(validation) and (done % config.eval_every == 0 or done == config.iterations):
+                if len(validation) and (done % config.eval_every == 0 or done == iterations):
                     record["validation_accuracy"] = accuracy(sgan.classifier, validation_x, validation_y)
                 history.append(record)
                 progress.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k not in ("step", "seconds")})
@@ -287,10 +313,11 @@ def train(config: TrainConfig, dataset: Dataset, labeled: np.ndarray, run_dir, d
                     for name, value in record.items():
                         if name not in ("step", "seconds"):
                             tf.summary.scalar(name, value)
-            if dist.is_chief and (done % config.checkpoint_every == 0 or done == config.iterations):
+            if dist.is_chief and (done % config.checkpoint_every == 0 or done == iterations):
                 save_checkpoint(manager, run_dir, done)
                 atomic.write_json(run_dir / "history.json", history)
             progress.update(1)
+            t = done
 
     if dist.is_chief:
         for name, model in (("generator", sgan.generator), ("discriminator", sgan.classifier)):

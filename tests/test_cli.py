@@ -68,6 +68,19 @@ def test_prepare_train_evaluate_end_to_end(tmp_path):
         assert (run / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"test accuracy {metrics['test_accuracy']:.2%}" in result.stdout
 
+    # More labels: a new run starts from this one's weights; another network cannot.
+    more = tmp_path / "more"
+    assert sgan("prepare", "--data", folder, "--labels", 40, "--seed", 3, "--run-dir", more).returncode == 0
+    result = sgan("train", "--run-dir", more, "--iterations", 2, "--batch-size", 16, "--warm-start", run)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((more / "config.json").read_text())["warm_start"] == str(run.resolve())
+    for refused, said in ((("--architecture", "conv"), "made for other data or networks (architecture wn-conv there, "
+                                                       "conv here)"),
+                          ((), "no generator.keras, discriminator.keras, manifest.json, config.json there")):
+        source = run if refused else tmp_path / "data"
+        result = sgan("train", "--run-dir", more, "--warm-start", source, *refused)
+        assert result.returncode == 2 and said in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
 
 def test_prepare_refuses_to_mix_labeled_subsets_in_one_run(tmp_path):
     folder = write_idx_dataset(tmp_path / "data")

@@ -75,8 +75,9 @@ def workspace(tmp_path_factory):
 
 def test_the_loop_new_labels_a_better_model_served_a_worse_one_refused_and_a_rollback(tmp_path):
     """From an image folder: v1 by two Horovod workers, served by `sgan serve MODELS_ROOT` (2 processes) under a
-    steady load; new labels -> v2 promoted and served; far fewer iterations -> refused; the same inputs again ->
-    nothing to do; `sgan models rollback` -> v1 served. No request fails, and versions change only at the switches."""
+    steady load; new labels -> v2 (two workers, warm-started from v1) promoted and served; far fewer iterations ->
+    refused; the same inputs again -> nothing to do; `sgan models rollback` -> v1 served. No request fails, and
+    versions change only at the switches."""
     data = write_image_folder(tmp_path / "photos", labeled_per_class=2, unlabeled=60, test_per_class=20)
     models = tmp_path / "out" / "models"
     with prefect_server(tmp_path / "prefect-home") as (api, _):  # as operators run it: one API for every run
@@ -114,11 +115,12 @@ def _loop(tmp_path: Path, data: Path, models: Path, api: str):
         for folder in (tmp_path / "more" / "labeled").iterdir():  # new labels arrive
             for file in folder.iterdir():
                 file.rename(data / "labeled" / folder.name / f"new-{file.name}")
-        args = ("--preset", "seed", "--workers", 1, "--iterations", 100, "--accuracy-gate", 0)
+        args = ("--preset", "seed", "--workers", 2, "--iterations", 100, "--accuracy-gate", 0, "--warm-start")
         retrained = time.monotonic()
         code, output = pipeline(tmp_path, *args, data=data, api=api)
         assert code == 0, output[-4000:]
         assert os.readlink(models / "latest") == "v0002", output[-4000:]
+        assert f"--warm-start {models / 'v0001'}" in output  # from v1's weights, on two workers
         promoted = time.monotonic()
         switched = load.wait_for("v0002", promoted)
 
@@ -127,7 +129,7 @@ def _loop(tmp_path: Path, data: Path, models: Path, api: str):
         assert code == 2 and "worse than v0002" in output and "`latest` left unchanged" in output, output[-4000:]
         assert "Task run 'prepare_dataset" in output and "Cached" in output  # the same images
         started = time.monotonic()
-        code, output = pipeline(tmp_path, *args[:2], *args[4:], "--workers", 2, data=data, api=api)  # placement only
+        code, output = pipeline(tmp_path, *args[:2], *args[4:], "--workers", 1, data=data, api=api)  # placement only
         assert code == 0 and "nothing to do: `latest` (v0002) was made from the same data" in output, output[-4000:]
         assert "sgan train" not in output and not (models / "v0004").exists()
         unchanged_s = time.monotonic() - started

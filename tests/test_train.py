@@ -59,6 +59,42 @@ def test_resume_continues_the_step_counter_and_matches_an_uninterrupted_run(tiny
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_a_time_budget_sets_the_count_once_and_makes_the_run_that_count_would(tiny, tmp_path):
+    dataset, labeled = tiny
+    config = TrainConfig(**{**TINY_IMPROVED.to_dict(), "iterations": 100_000, "decay_from": 0.5, "time_budget": 4.0,
+                            "log_every": 10, "eval_every": 50, "checkpoint_every": 100_000})
+    budgeted = train(config, dataset, labeled, tmp_path / "a")
+    count = json.loads((tmp_path / "a" / "config.json").read_text())["iterations"]
+    history = json.loads((tmp_path / "a" / "history.json").read_text())
+    assert 100 <= count < 100_000 and count % 50 == 0  # at least twice the 50 timed: the decay starts after them
+    assert history[-1]["step"] == count and history[-1]["seconds"] < 2 * config.time_budget
+
+    # The count is the run's: asked again with a higher bound, the finished run stays as it is.
+    train(TrainConfig(**{**config.to_dict(), "iterations": 200_000}), dataset, labeled, tmp_path / "a")
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["iterations"] == count
+    assert json.loads((tmp_path / "a" / "history.json").read_text()) == history
+
+    fixed = train(TrainConfig(**{**config.to_dict(), "iterations": count, "time_budget": 0.0}), dataset, labeled,
+                  tmp_path / "b")
+    for a, b in zip(_weights(budgeted), _weights(fixed)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_warm_start_begins_from_the_saved_generator_and_averaged_discriminator(tiny, tmp_path):
+    dataset, labeled = tiny
+    first = train(TINY_IMPROVED, dataset, labeled, tmp_path / "a")
+    still = TrainConfig(**{**TINY_IMPROVED.to_dict(), "iterations": 1, "learning_rate": 1e-12,
+                           "warm_start": str(tmp_path / "a")})
+    warmed = train(still, dataset, labeled, tmp_path / "b")
+    scratch = train(TrainConfig(**{**still.to_dict(), "warm_start": ""}), dataset, labeled, tmp_path / "c")
+    for saved, model, other in ((first.generator, warmed.generator, scratch.generator),
+                                (first.classifier, warmed.discriminator, scratch.discriminator)):
+        for a, b in zip(saved.trainable_weights, model.trainable_weights):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+        assert any(not np.allclose(a.numpy(), c.numpy()) for a, c in zip(saved.trainable_weights,
+                                                                        other.trainable_weights))
+
+
 def test_same_seed_same_weights_other_seed_other_weights(tiny, tmp_path):
     dataset, labeled = tiny
     config = TrainConfig(**{**TINY.to_dict(), "iterations": 2})
