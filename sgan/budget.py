@@ -6,8 +6,8 @@ learning rate's decay) to the count that fits, once; the count goes into the che
 import math
 import time
 
-SKIP = 10  # iterations left out of the timing: the first ones trace the step and warm the caches
-WINDOW = 40  # iterations timed
+SKIP = 50  # iterations left out of the timing: the first ones trace the step and run slower
+WINDOW = 150  # iterations timed (over 40, one run read 3.9 iterations/s on 2 workers that then ran 4.5)
 MARGIN = 0.97  # of the measured rate: the evaluations and checkpoints still to come
 ROUND = 50  # counts are multiples of this, so that reruns on one machine usually choose the same one
 

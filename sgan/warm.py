@@ -14,7 +14,7 @@ WEIGHTS = ("generator.keras", "discriminator.keras")
 
 def find(path: Path) -> Path:
     """A published version (`models/vNNNN`), a models root (its `latest`) or a trained run folder, with weights."""
-    path = Path(path)
+    path = Path(path).resolve()
     if (path / "latest").is_dir():
         path = (path / "latest").resolve()
     missing = [name for name in (*WEIGHTS, "manifest.json", "config.json") if not (path / name).is_file()]

@@ -59,9 +59,13 @@ def test_resume_continues_the_step_counter_and_matches_an_uninterrupted_run(tiny
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_a_time_budget_sets_the_count_once_and_makes_the_run_that_count_would(tiny, tmp_path):
+def test_a_time_budget_sets_the_count_once_and_makes_the_run_that_count_would(tiny, tmp_path, monkeypatch):
+    from sgan import budget
+
+    monkeypatch.setattr(budget, "SKIP", 10)  # a shorter timing than a real run's, for a budget of seconds
+    monkeypatch.setattr(budget, "WINDOW", 40)
     dataset, labeled = tiny
-    config = TrainConfig(**{**TINY_IMPROVED.to_dict(), "iterations": 100_000, "decay_from": 0.5, "time_budget": 4.0,
+    config = TrainConfig(**{**TINY_IMPROVED.to_dict(), "iterations": 100_000, "decay_from": 0.5, "time_budget": 8.0,
                             "log_every": 10, "eval_every": 50, "checkpoint_every": 100_000})
     budgeted = train(config, dataset, labeled, tmp_path / "a")
     count = json.loads((tmp_path / "a" / "config.json").read_text())["iterations"]
