@@ -16,7 +16,7 @@ same update as one worker with batch N*b (up to BatchNorm's per-worker batch sta
 
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
@@ -45,7 +45,6 @@ class SGAN:
     discriminator: keras.Model
     optimizers: dict  # name -> keras optimizer, one per update of the algorithm
     averaged_discriminator: keras.Model | None = None  # exponential moving average of the discriminator
-    schedule: "LearningRate | None" = None  # the optimizers' learning rate
 
     @property
     def classifier(self) -> keras.Model:
@@ -73,29 +72,30 @@ class LearningRate(keras.optimizers.schedules.LearningRateSchedule):
     then decaying linearly to 0 from iteration `decay_from` to `total`."""
 
     def __init__(self, base: float, factor: float, warmup: int, decay_from: int, total: int):
-        self.base, self.factor, self.warmup = base, factor, warmup
-        # Variables, so that a time budget can set the length after the first iterations (sgan.budget).
-        self.decay_from = tf.Variable(float(decay_from), trainable=False)
-        self.total = tf.Variable(float(total), trainable=False)
-
-    def reschedule(self, decay_from: int, total: int):
-        self.decay_from.assign(float(decay_from))
-        self.total.assign(float(total))
+        self.base, self.factor, self.warmup, self.decay_from, self.total = base, factor, warmup, decay_from, total
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
         warmup = tf.minimum(step / max(self.warmup, 1), 1.0)
-        decay = tf.clip_by_value((self.total - step) / tf.maximum(self.total - self.decay_from, 1.0), 0.0, 1.0)
+        decay = tf.clip_by_value((self.total - step) / max(self.total - self.decay_from, 1), 0.0, 1.0)
         return self.base * (1.0 + (self.factor - 1.0) * warmup) * decay
 
     def get_config(self):
-        return {"base": self.base, "factor": self.factor, "warmup": self.warmup,
-                "decay_from": int(self.decay_from.numpy()), "total": int(self.total.numpy())}
+        return {"base": self.base, "factor": self.factor, "warmup": self.warmup, "decay_from": self.decay_from,
+                "total": self.total}
 
 
 def learning_rate(config: TrainConfig, workers: int = 1) -> LearningRate:
     return LearningRate(config.learning_rate, workers if config.scale_lr else 1, config.warmup_iterations,
                         int(config.decay_from * config.iterations), config.iterations)
+
+
+def set_length(sgan: SGAN, config: TrainConfig, iterations: int, workers: int):
+    """Schedules the learning rate for a run of `iterations` (a time budget sets the count after the first ones).
+    The schedule's numbers are constants in a traced train step: trace it again after this."""
+    rate = learning_rate(replace(config, iterations=iterations), workers)
+    for optimizer in sgan.optimizers.values():
+        optimizer.learning_rate = rate
 
 
 def build_discriminator_for(config: TrainConfig, image_shape: tuple, num_classes: int, dtype=None) -> keras.Model:
@@ -128,7 +128,7 @@ def build(config: TrainConfig, image_shape: tuple, num_classes: int, workers: in
     if config.ema_decay:
         averaged = keras.models.clone_model(discriminator)
         averaged.set_weights(discriminator.get_weights())
-    return SGAN(generator, discriminator, optimizers, averaged, rate)
+    return SGAN(generator, discriminator, optimizers, averaged)
 
 
 def descend(optimizer, tape, loss, variables, dist: distributed.Distribution):
@@ -266,7 +266,6 @@ def train(config: TrainConfig, dataset: Dataset, labeled: np.ndarray, run_dir, d
         balanced_classes=dataset.num_classes if config.balanced_labeled else 0, **stream_args))
     unlabeled_batches = iter(data.batches(dataset.x_train, None, unlabeled, stream=UNLABELED_STREAM, **stream_args))
     validation_x, validation_y = dataset.x_train[validation], dataset.y_train[validation]
-    train_step = make_train_step(sgan, config, dist)
     writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if dist.is_chief else None
     if dist.is_chief:
         atomic.write_json(run_dir / "config.json", {**config.to_dict(), "iterations": iterations})
@@ -283,7 +282,9 @@ def train(config: TrainConfig, dataset: Dataset, labeled: np.ndarray, run_dir, d
     budget = None
     if config.time_budget and not planned.numpy():
         budget = Budget(config.time_budget, config.iterations, config.decay_from, start, seconds_before)
-    sgan.schedule.reschedule(int(config.decay_from * iterations), iterations)
+    if iterations != config.iterations:  # resumed: the count a time budget chose
+        set_length(sgan, config, iterations, dist.size)
+    train_step = make_train_step(sgan, config, dist)
     with tqdm(total=iterations, initial=start, desc="sgan train", unit="it",
               disable=not dist.is_chief) as progress:  # closed on an error too: its line ends before the error's
         t = start
@@ -297,7 +298,8 @@ def train(config: TrainConfig, dataset: Dataset, labeled: np.ndarray, run_dir, d
                 planned.assign(count)
                 dist.broadcast([planned])  # rank 0's timing decides, so that every worker stops together
                 iterations = int(planned.numpy())
-                sgan.schedule.reschedule(int(config.decay_from * iterations), iterations)
+                set_length(sgan, config, iterations, dist.size)
+                train_step = make_train_step(sgan, config, dist)
                 progress.total = iterations
                 if dist.is_chief:
                     progress.write(budget.describe(iterations))
