@@ -2,6 +2,7 @@
 
     python benchmarks/accuracy.py --preset improved --labels 100 --seeds 0 1 2 --curves curves.png
     python benchmarks/accuracy.py --preset improved --labels 20 50 100 1000 --seeds 0 --chart sweep.png
+    python benchmarks/accuracy.py --preset improved --iterations 3000 --set gan=false --seeds 0 1 2
 
 Prints one JSON line: per label budget, per-seed test accuracy, mean and std, the baseline's, training wall
 time, and the training seconds to reach 95, 97, 98 and 99% on the held-out validation split (the test set is used
@@ -108,12 +109,23 @@ def plot_curves(curves: dict, title: str, path: Path):
     evaluate.save_figure(fig, path)
 
 
+def setting(text: str) -> tuple:
+    """NAME=VALUE with VALUE read as JSON where it parses (numbers, true/false), else as a string."""
+    name, _, value = text.partition("=")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="seed")
     parser.add_argument("--labels", type=int, nargs="+", default=[100])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--iterations", type=int, help="override the preset's iterations")
+    parser.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE", type=setting,
+                        help="replace any field of the preset's TrainConfig (VALUE as JSON: 0.98, false)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA if DEFAULT_DATA.is_dir() else None)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--chart", type=Path, help="PNG of accuracy against labels (with several --labels)")
@@ -125,7 +137,7 @@ def main():
     out = args.out or Path(tempfile.mkdtemp(prefix="sgan-accuracy-"))
     results = []
     for labels in args.labels:
-        configs = [preset(args.preset, seed=seed, iterations=args.iterations) for seed in args.seeds]
+        configs = [preset(args.preset, seed=seed, iterations=args.iterations, **dict(args.set)) for seed in args.seeds]
         runs = [run_seed(dataset, c, labels, out / f"labels-{labels}-seed-{c.seed}") for c in configs]
         results.append(summarize(labels, runs))
     if args.chart:
@@ -138,6 +150,7 @@ def main():
         "preset": args.preset,
         "seeds": args.seeds,
         "iterations": configs[0].iterations,
+        "set": dict(args.set),
         "results": results,
         "chart": str(args.chart) if args.chart else None,
         "curves": str(args.curves) if args.curves else None,

@@ -40,6 +40,7 @@ class TrainConfig:
     pseudo_label_threshold: float = 0.95  # ... counting only predictions at least this confident
     max_shift: int = 2  # ... whose targets are learnt on copies shifted by up to this many pixels
     warm_start: str = ""  # a trained model's folder whose weights the run starts from (sgan.warm)
+    gan: bool = True  # False: no generator and no real/fake term, to measure what the GAN adds (feature_matching)
 
     def __post_init__(self):
         for name in POSITIVE:
@@ -63,6 +64,8 @@ class TrainConfig:
             raise UserError(f"pseudo_label_threshold={self.pseudo_label_threshold} must be in (0, 1]")
         if self.pseudo_label_weight and self.algorithm != "feature_matching":
             raise UserError("pseudo_label_weight needs algorithm='feature_matching'")
+        if not self.gan and self.algorithm != "feature_matching":
+            raise UserError("gan=False needs algorithm='feature_matching'")
         for name, allowed in (("algorithm", ALGORITHMS), ("architecture", ARCHITECTURES)):
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name}={getattr(self, name)!r} must be one of {', '.join(allowed)}")

@@ -52,7 +52,7 @@ def estimate(config: TrainConfig, image_shape: tuple, num_classes: int, workers_
     counts = parameters(config, image_shape, num_classes)
     discriminator_copies = (2 if config.algorithm == "reference" else 1) * 3 + 1 + (config.ema_decay > 0)
     models = BYTES * (4 * counts["generator"] + discriminator_copies * counts["discriminator"])
-    images_per_step = config.batch_size * (4 if config.pseudo_label_weight else 3)  # labeled, real, fake, shifted
+    images_per_step = config.batch_size * (2 + config.gan + bool(config.pseudo_label_weight))  # labeled, real, fake, shifted
     activations = BYTES * ACTIVATION_COPIES * images_per_step * activations_per_image(image_shape)
     per_worker = models + activations + PROCESS_BASE
     return {"models": models, "activations": activations, "total": per_worker * workers_here}

@@ -178,24 +178,27 @@ def make_train_step(sgan: SGAN, config: TrainConfig, dist: distributed.Distribut
 
     def feature_matching_updates(labeled_x, labeled_y, unlabeled_x, key):
         with tf.GradientTape(persistent=True) as tape:
-            fake_x = generator(noise(key, 0), training=True)
-            images = [labeled_x, unlabeled_x, fake_x]
+            images = [labeled_x, unlabeled_x]
+            if config.gan:
+                images.append(generator(noise(key, 0), training=True))
             if config.pseudo_label_weight:
                 shifts = random_shifts(config.batch_size * dist.size, config.max_shift,
                                        tf.random.experimental.stateless_fold_in(key, 2))
                 images.append(translate(unlabeled_x, local(shifts)))
             features, logits = features_and_logits(tf.concat(images, 0), training=True)
-            labeled_logits, real_logits, fake_logits, *shifted_logits = tf.split(logits, len(images))
-            _, real_features, fake_features, *_ = tf.split(features, len(images))
-            l_supervised = supervised_loss(labeled_y, labeled_logits)
-            l_unsupervised = unsupervised_loss(real_logits, fake_logits)
-            l_discriminator = l_supervised + l_unsupervised
+            features, logits = tf.split(features, len(images)), tf.split(logits, len(images))
+            l_supervised = l_discriminator = supervised_loss(labeled_y, logits[0])
+            l_unsupervised = l_generator = tf.zeros((), l_supervised.dtype)
+            if config.gan:  # logits[2], features[2]: the generated images
+                l_unsupervised = unsupervised_loss(logits[1], logits[2])
+                l_discriminator += l_unsupervised
+                l_generator = feature_matching_loss(features[1], features[2])
             if config.pseudo_label_weight:
                 l_discriminator += config.pseudo_label_weight * pseudo_label_loss(
-                    real_logits, shifted_logits[0], config.pseudo_label_threshold)
-            l_generator = feature_matching_loss(real_features, fake_features)
+                    logits[1], logits[-1], config.pseudo_label_threshold)
         descend(optimizers["discriminator"], tape, l_discriminator, discriminator.trainable_variables, dist)
-        descend(optimizers["generator"], tape, l_generator, generator.trainable_variables, dist)
+        if config.gan:
+            descend(optimizers["generator"], tape, l_generator, generator.trainable_variables, dist)
         return l_supervised, l_unsupervised, l_generator
 
     updates = reference_updates

@@ -101,3 +101,19 @@ def test_evaluate_without_trained_models_and_bad_hosts_exit_2(tmp_path):
     assert result.returncode == 2 and "config.json: not found (run `sgan train` first)" in result.stderr
     result = sgan("train", "--run-dir", run, "--hosts", "node1:four")
     assert result.returncode == 2 and "--hosts: 'node1:four' is not HOST or HOST:SLOTS" in result.stderr
+
+
+def test_a_time_budget_on_two_workers_sets_one_count_that_a_fixed_count_repeats(tmp_path):
+    """`sgan train --time-budget` through horovodrun: rank 0's timing decides the count, every worker stops there,
+    and the count is written where `--iterations COUNT` can repeat it."""
+    folder = write_idx_dataset(tmp_path / "data")
+    run = tmp_path / "run"
+    assert sgan("prepare", "--data", folder, "--labels", 20, "--run-dir", run).returncode == 0
+    result = sgan("train", "--run-dir", run, "--workers", 2, "--batch-size", 8, "--time-budget", 20,
+                  "--iterations", 100_000, "--checkpoint-every", 100_000)
+    assert result.returncode == 0, result.stderr
+    count = json.loads((run / "config.json").read_text())["iterations"]
+    assert 400 <= count < 100_000 and count % 50 == 0  # the decay, from half the count, starts after the timing
+    assert "time budget 20 s at " in result.stdout and f"`--iterations {count}` without a budget" in result.stdout
+    history = json.loads((run / "history.json").read_text())
+    assert history[-1]["step"] == count and (run / f"checkpoints/ckpt-{count}.index").exists()

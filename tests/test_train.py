@@ -98,6 +98,23 @@ def test_a_warm_start_begins_from_the_saved_generator_and_averaged_discriminator
         assert any(not np.allclose(a.numpy(), c.numpy()) for a, c in zip(saved.trainable_weights,
                                                                         other.trainable_weights))
 
+def test_without_the_gan_term_the_generator_is_untouched_and_the_classifier_still_learns(tiny):
+    """The ablation that measures what the GAN adds (benchmarks/accuracy.py --set gan=false)."""
+    dataset, labeled = tiny
+    config = preset("improved", batch_size=20, z_dim=16, learning_rate=1e-3, gan=False)
+    sgan = build(config, dataset.image_shape, dataset.num_classes)
+    generator = [w.copy() for w in sgan.generator.get_weights()]
+    step = make_train_step(sgan, config, Distribution())
+    x, y = data.scale(dataset.x_train[labeled]), dataset.y_train[labeled]
+    unlabeled = data.scale(dataset.x_train[:20])
+    losses = [step(x, y, unlabeled, tf.constant(t, tf.int64)) for t in range(25)]
+    assert np.mean([float(r["supervised"]) for r in losses[-5:]]) < 0.5 * float(losses[0]["supervised"])
+    assert all(float(r["unsupervised"]) == float(r["generator"]) == 0 for r in losses)
+    for before, after in zip(generator, sgan.generator.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    with pytest.raises(UserError, match="gan=False needs algorithm='feature_matching'"):
+        preset("seed", gan=False)
+
 
 def test_same_seed_same_weights_other_seed_other_weights(tiny, tmp_path):
     dataset, labeled = tiny
