@@ -84,7 +84,7 @@ PRESETS = {
     "improved": TrainConfig(
         iterations=10000, batch_size=100, learning_rate=3e-3, beta_1=0.5, decay_from=0.5,
         algorithm="feature_matching", architecture="auto", input_noise=0.3, hidden_noise=0.5, ema_decay=0.999,
-        balanced_labeled=True, validation=5000, pseudo_label_weight=1.0,
+        balanced_labeled=True, validation=5000, pseudo_label_weight=1.0, pseudo_label_threshold=0.98,
         checkpoint_every=1000, log_every=100, eval_every=500,
     ),
 }
