@@ -203,7 +203,9 @@ def batches(x, y, members: np.ndarray, batch_size: int, seed: int, stream: int, 
 
     signature = (tf.TensorSpec([batch_size, *x.shape[1:]], tf.uint8), tf.TensorSpec([batch_size], tf.int64))
     stream_ = tf.data.Dataset.from_generator(gather, output_signature=signature)
-    return stream_.map(lambda images, y_: (scale(images), y_)).prefetch(tf.data.AUTOTUNE)
+    # Two batches ahead, not AUTOTUNE: an autotuned buffer grew over a run, and releasing it at exit took a minute
+    # after 3,000 iterations (docs/benchmarks.md, "The main job").
+    return stream_.map(lambda images, y_: (scale(images), y_)).prefetch(2)
 
 
 def validation_size(dataset: Dataset, labeled: np.ndarray, wanted: int) -> tuple[int, int]:
