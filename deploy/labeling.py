@@ -23,7 +23,7 @@ def read_images(files: list[Path], shape: tuple) -> tuple[np.ndarray, list[Path]
     array, kept, skipped = np.zeros((len(files), *shape), np.uint8), [], []
     for path in tqdm(files, desc="sgan predict: reading", unit="image", mininterval=1, disable=len(files) < 1000):
         try:
-            with images.open_image(path) as image:
+            with images.open_image(path, images.FILE_MAX_PIXELS) as image:
                 array[len(kept)] = images.to_shape(image, shape)
             kept.append(path)
         except Exception as e:  # noqa: BLE001 - one bad file among thousands is reported, not fatal

@@ -85,13 +85,18 @@ def next_version(models_root: Path) -> str:
     return f"v{max(numbers, default=0) + 1:04d}"
 
 
-def publish(run_dir, models_root, accuracy_gate: float, allow_test_leaks: bool = False, tolerance: float = 0.0,
-            force: bool = False) -> Path:
+DEFAULT_GATE = 0.9  # benchmark data (MNIST): the test accuracy to reach, when the user sets none
+
+
+def publish(run_dir, models_root, accuracy_gate: float | None = None, allow_test_leaks: bool = False,
+            tolerance: float = 0.0, force: bool = False) -> Path:
     """Copies the run's artifacts into the next version directory (renamed into place whole), then moves
     `latest` to it if it passes the gates. Raises GateFailed, leaving `latest` as it was. Each decision is
     appended to MODELS/history.jsonl.
 
-    The gates: the test accuracy reaches `accuracy_gate`; the candidate is not worse than the model `latest`
+    The gates: the test accuracy reaches `accuracy_gate` (None: DEFAULT_GATE on benchmark data; on the user's own
+    data, significantly more accurate than the supervised-only baseline trained on the same labels, by McNemar's
+    test on the same test images, or unevaluated with a warning when there is no test set); the candidate is not worse than the model `latest`
     points to (the champion) on the candidate's test set, beyond `tolerance` (deploy/champion.py); it has the
     champion's class names and input shape unless `force`. A first model has no champion. A gate
     (accuracy_gate > 0) never passes silently: not without a test set, and not on a test set that shares images
@@ -127,25 +132,47 @@ def _publish(run_dir, models_root, accuracy_gate: float, allow_test_leaks: bool,
         raise
     os.rename(staging, target)
 
-    leaked = leaked_test_images(manifest)
-    if accuracy_gate > 0 and metrics["test_accuracy"] is None:
-        refusal = (f"no test set, so the accuracy gate {accuracy_gate:.2%} cannot be checked: {target} "
+    leaked, evaluated = leaked_test_images(manifest), metrics["test_accuracy"] is not None
+    by_baseline = accuracy_gate is None and manifest.get("labeled_by") == "source"  # the user's own data
+    gate = (0.0 if by_baseline else DEFAULT_GATE) if accuracy_gate is None else accuracy_gate
+    if by_baseline and not evaluated:
+        print(f"warning: no test set, so {target.name} is promoted unevaluated (its accuracy is unknown)")
+    if gate > 0 and not evaluated:
+        refusal = (f"no test set, so the accuracy gate {gate:.2%} cannot be checked: {target} "
                    "published unevaluated, `latest` left unchanged (set the gate to 0 to promote it)")
-    elif accuracy_gate > 0 and leaked and not allow_test_leaks:
+    elif (gate > 0 or by_baseline) and leaked and not allow_test_leaks:
         refusal = (f"{leaked} test images also appear in the training data, so the test accuracy overstates: "
                    f"{target} published, `latest` left unchanged (allow test leaks to promote it anyway)")
-    elif accuracy_gate > 0 and metrics["test_accuracy"] < accuracy_gate:
-        refusal = (f"test accuracy {metrics['test_accuracy']:.2%} is below the gate {accuracy_gate:.2%}: "
+    elif gate > 0 and metrics["test_accuracy"] < gate:
+        refusal = (f"test accuracy {metrics['test_accuracy']:.2%} is below the gate {gate:.2%}: "
                    f"{target} published, `latest` left unchanged")
+    elif by_baseline and (weaker := _against_baseline(metrics)):
+        refusal = f"{weaker}: {target} published, `latest` left unchanged"
     elif refusal:
         refusal = f"{refusal}: {target} published, `latest` left unchanged"
     history.record(models_root, version, "refused" if refusal else "promoted", refusal or (
-        comparison.summary() if comparison else "no model in production yet: judged by the accuracy gate alone"),
+        comparison.summary() if comparison else "no model in production yet: judged by the "
+        + ("supervised-only baseline" if by_baseline else "accuracy gate") + " alone"),
         test_accuracy=metrics["test_accuracy"], comparison=comparison.to_dict() if comparison else None)
     if refusal:
         raise GateFailed(refusal, target)
     history.point_latest(models_root, version)
     return target
+
+
+def _against_baseline(metrics: dict) -> str | None:
+    """Why the model does not clearly beat its supervised-only baseline, or None (also None without a test set)."""
+    if metrics["test_accuracy"] is None:
+        return None
+    counts = metrics.get("against_baseline")
+    if counts is None:
+        return "no supervised-only baseline was measured to compare it with"
+    p_value = champion_.mcnemar_p(counts["sgan_only"], counts["baseline_only"])
+    if counts["sgan_only"] > counts["baseline_only"] and p_value < champion_.SIGNIFICANCE:
+        return None
+    return (f"not significantly more accurate than its supervised-only baseline: {metrics['test_accuracy']:.2%} vs "
+            f"{metrics['baseline_test_accuracy']:.2%} ({counts['sgan_only']} test images right only here, "
+            f"{counts['baseline_only']} only there; McNemar p = {p_value:.3g})")
 
 
 def _against_champion(run: RunDir, champion: Path | None, metrics: dict, manifest: dict, tolerance: float,

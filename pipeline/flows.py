@@ -118,7 +118,7 @@ def quantize(run_dir: Path) -> dict:
 
 
 @task
-def publish(run_dir: Path, models_root: Path, accuracy_gate: float, allow_test_leaks: bool, tolerance: float,
+def publish(run_dir: Path, models_root: Path, accuracy_gate: float | None, allow_test_leaks: bool, tolerance: float,
             force_promotion: bool, onnx_report: dict) -> str:
     """A new version directory always; `latest` only past the gates (the task fails otherwise)."""
     from deploy.publish import GateFailed
@@ -206,13 +206,14 @@ def sgan_pipeline(
     batch_size: int | None = None,
     precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32",
     architecture: Literal["auto", "conv", "mlp", "wn-conv", "conv-gap"] | None = None,
+    augment: Literal["auto", "shifts", "photos"] | None = None,
     iterations: int | None = None,
     time_budget: float | None = None,
     checkpoint_every: int | None = None,
     data: str | None = None,
     image_size: str | None = None,
     channels: int | None = None,
-    accuracy_gate: float = 0.9,
+    accuracy_gate: float | None = None,
     allow_test_leaks: bool = False,
     tolerance: float = 0.0,
     force_promotion: bool = False,
@@ -223,7 +224,9 @@ def sgan_pipeline(
 
     `data`: an image folder (labeled/<class>/, unlabeled/, optional test/<class>/), an .npz, or MNIST IDX files
     (default: the MNIST download, of which `labels` (default 100) keep their label). `accuracy_gate`: `latest`
-    moves only at or above this test accuracy; without a test set it must be set to 0 to promote the model.
+    moves only at or above this test accuracy (0: promote unevaluated models too); unset, it is 90% on benchmark
+    data, and on an image folder the model must beat its supervised-only baseline on the test images (McNemar's
+    test), or, without test images, it is promoted with a warning.
     `warm_start`: begin from the weights of the model `latest` serves, when it was made for the same classes and
     image shape (otherwise from scratch, and the log says why)."""
     started = time.perf_counter()
@@ -240,7 +243,7 @@ def sgan_pipeline(
     for flag, value in (("--workers", workers), ("--hosts", hosts), ("--ssh-port", ssh_port),
                         ("--ssh-identity-file", ssh_identity_file), ("--network-interface", network_interface),
                         ("--batch-size", batch_size), ("--iterations", iterations), ("--time-budget", time_budget),
-                        ("--architecture", architecture),
+                        ("--architecture", architecture), ("--augment", augment),
                         ("--checkpoint-every", checkpoint_every)):
         options += [flag, str(value)] if value is not None else []
     run_dir = root / "runs" / _run_name(manifest, options)

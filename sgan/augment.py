@@ -1,6 +1,19 @@
-"""Random translations for the unlabeled consistency term: cheap, label-preserving for images of objects."""
+"""Label-preserving augmentations, drawn from stateless seeds: a resumed run draws the same ones, and so does any
+worker count (each worker applies its slice of what was drawn for the global batch).
+
+Two kinds, chosen by the data (`TrainConfig.augment`):
+- `shifts` (digits): the pseudo-label student sees a copy shifted by up to `max_shift` pixels; nothing else changes.
+- `photos` (FixMatch's weak and strong views, Sohn et al. 2020): the weak view flips half the images left to right
+  and shifts them by up to `max_shift` pixels (edges mirrored), for labeled images and for the unlabeled images
+  whose predictions teach; the strong view, for the student, adds random brightness, contrast and saturation and
+  hides a square of half the image's side (Cutout, DeVries & Taylor 2017).
+"""
 
 import tensorflow as tf
+
+AUGMENTATIONS = ("shifts", "photos")
+BRIGHTNESS = 0.25  # added, in the [-1, 1] scale of the images
+CONTRAST = SATURATION = 0.4  # factors drawn from [1 - this, 1 + this]
 
 
 def random_shifts(n: int, max_shift: int, seed):
@@ -9,8 +22,8 @@ def random_shifts(n: int, max_shift: int, seed):
     return tf.random.stateless_uniform((n, 2), seed, -max_shift, max_shift + 1, tf.int32)
 
 
-def translate(images, shifts):
-    """Shifts image i by shifts[i] = (dx, dy) pixels, filling with the nearest edge pixel."""
+def translate(images, shifts, fill_mode: str = "NEAREST"):
+    """Shifts image i by shifts[i] = (dx, dy) pixels, filling from the edge (NEAREST) or its mirror (REFLECT)."""
     n = tf.shape(images)[0]
     shifts = tf.cast(shifts, tf.float32)
     ones, zeros = tf.ones((n, 1)), tf.zeros((n, 1))
@@ -18,4 +31,44 @@ def translate(images, shifts):
     transforms = tf.concat([ones, zeros, -shifts[:, :1], zeros, ones, -shifts[:, 1:], zeros, zeros], axis=1)
     return tf.raw_ops.ImageProjectiveTransformV3(
         images=images, transforms=transforms, output_shape=tf.shape(images)[1:3], fill_value=0.0,
-        interpolation="NEAREST", fill_mode="NEAREST")
+        interpolation="NEAREST", fill_mode=fill_mode)
+
+
+def draw(n: int, image_size: tuple, max_shift: int, strong: bool, seed) -> dict:
+    """The random choices of n views (per image: flip, shift, and for a strong view colour and the hidden square)."""
+    seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
+    choices = {"flip": tf.random.stateless_uniform((n,), seeds[0]) < 0.5,
+               "shift": random_shifts(n, max_shift, seeds[1])}
+    if strong:
+        u = tf.random.stateless_uniform((n, 3), seeds[2], -1.0, 1.0)
+        choices["colour"] = u * [BRIGHTNESS, CONTRAST, SATURATION] + [0.0, 1.0, 1.0]
+        choices["cutout"] = tf.random.stateless_uniform((n, 2), seeds[3]) * tf.constant(list(image_size), tf.float32)
+    return choices
+
+
+def view(images, choices: dict):
+    """The images as `choices` (drawn by `draw`, sliced to these images) transform them."""
+    flip = tf.reshape(choices["flip"], (-1, 1, 1, 1))
+    images = translate(tf.where(flip, tf.reverse(images, [2]), images), choices["shift"], "REFLECT")
+    if "colour" in choices:
+        images = recolour(images, choices["colour"])
+        images = cut_out(images, choices["cutout"])
+    return images
+
+
+def recolour(images, factors):
+    """Brightness (added), contrast (around each image's mean) and saturation (around its grey), then clipped."""
+    brightness, contrast, saturation = (tf.reshape(f, (-1, 1, 1, 1)) for f in tf.unstack(factors, axis=1))
+    grey = tf.reduce_mean(images, axis=-1, keepdims=True)
+    images = grey + saturation * (images - grey)
+    mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
+    return tf.clip_by_value(mean + contrast * (images - mean) + brightness, -1.0, 1.0)
+
+
+def cut_out(images, centres):
+    """Sets a square of half the image's shorter side, centred at centres[i] = (y, x), to mid-grey (0)."""
+    height, width = images.shape[1], images.shape[2]
+    half = min(height, width) / 4
+    ys, xs = tf.range(height, dtype=tf.float32)[None, :, None], tf.range(width, dtype=tf.float32)[None, None, :]
+    inside = ((tf.abs(ys + 0.5 - centres[:, :1, None]) < half) & (tf.abs(xs + 0.5 - centres[:, 1:, None]) < half))
+    return images * tf.cast(~inside, images.dtype)[..., None]

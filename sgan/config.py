@@ -8,6 +8,7 @@ from sgan.errors import UserError
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 ALGORITHMS = ("reference", "feature_matching")
 ARCHITECTURES = ("conv", "mlp", "wn-conv", "conv-gap", "auto")  # see sgan.models; auto: see for_images
+AUGMENTATIONS = ("shifts", "photos", "auto")  # see sgan.augment; auto: see for_images
 POSITIVE = ("iterations", "batch_size", "learning_rate", "z_dim", "checkpoint_every", "log_every", "eval_every")
 
 
@@ -39,6 +40,7 @@ class TrainConfig:
     pseudo_label_weight: float = 0.0  # > 0: FixMatch term on unlabeled images (feature_matching; sgan.losses)
     pseudo_label_threshold: float = 0.95  # ... counting only predictions at least this confident
     max_shift: int = 2  # ... whose targets are learnt on copies shifted by up to this many pixels
+    augment: str = "shifts"  # shifts (digits) | photos (flips, shifts, colour, cut-out) | auto (by shape): sgan.augment
     warm_start: str = ""  # a trained model's folder whose weights the run starts from (sgan.warm)
     gan: bool = True  # False: no generator and no real/fake term, to measure what the GAN adds (feature_matching)
 
@@ -66,7 +68,8 @@ class TrainConfig:
             raise UserError("pseudo_label_weight needs algorithm='feature_matching'")
         if not self.gan and self.algorithm != "feature_matching":
             raise UserError("gan=False needs algorithm='feature_matching'")
-        for name, allowed in (("algorithm", ALGORITHMS), ("architecture", ARCHITECTURES)):
+        for name, allowed in (("algorithm", ALGORITHMS), ("architecture", ARCHITECTURES),
+                              ("augment", AUGMENTATIONS)):
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name}={getattr(self, name)!r} must be one of {', '.join(allowed)}")
 
@@ -84,27 +87,33 @@ PRESETS = {
     "improved": TrainConfig(
         iterations=10000, batch_size=100, learning_rate=3e-3, beta_1=0.5, decay_from=0.5,
         algorithm="feature_matching", architecture="auto", input_noise=0.3, hidden_noise=0.5, ema_decay=0.999,
-        balanced_labeled=True, validation=5000, pseudo_label_weight=1.0, pseudo_label_threshold=0.98,
+        balanced_labeled=True, validation=5000, pseudo_label_weight=1.0, pseudo_label_threshold=0.98, augment="auto",
         checkpoint_every=1000, log_every=100, eval_every=500,
     ),
 }
 
 
 DEFAULT_PRESET = "improved"
+# Training on the user's own images without an iteration count: about this many seconds (a time budget), so that a
+# first run ends in a known time on any machine.
+OWN_DATA_TIME_BUDGET = 900.0
 PRESET_HELP = ("improved (default): feature matching with a weight-normalised conv discriminator, an averaged "
                "discriminator and pseudo-labels on shifted unlabeled images; seed: the reference Keras SGAN, kept as "
                "the baseline to compare with")
 
 
 def for_images(config: TrainConfig, image_shape: tuple) -> TrainConfig:
-    """`auto` made concrete for these images (and written so to config.json): the weight-normalised conv
-    discriminator and MLP generator that reach 98.5% on MNIST for grey images up to 32 pixels a side; for colour or
-    larger images conv-gap, whose weights do not grow with the image's area. `--architecture` overrides it."""
-    if config.architecture != "auto":
-        return config
+    """`auto` made concrete for these images (and written so to config.json). Grey images up to 32 pixels a side
+    (digits) get the weight-normalised conv discriminator and MLP generator that reach 98.5% on MNIST, and shifted
+    copies for the pseudo-labels; colour or larger images (photos) get conv-gap, whose weights do not grow with the
+    image's area, and the photo augmentations. `--architecture` and `--augment` override them."""
     height, width, channels = image_shape
-    grey_and_small = channels == 1 and max(height, width) <= 32
-    return dataclasses.replace(config, architecture="wn-conv" if grey_and_small else "conv-gap")
+    digits = channels == 1 and max(height, width) <= 32
+    if config.architecture == "auto":
+        config = dataclasses.replace(config, architecture="wn-conv" if digits else "conv-gap")
+    if config.augment == "auto":
+        config = dataclasses.replace(config, augment="shifts" if digits else "photos")
+    return config
 
 
 def preset(name: str, **overrides) -> TrainConfig:

@@ -1,7 +1,7 @@
 """Evaluates a trained run directory: metrics, the supervised-only baseline, and the pictures."""
 
 from sgan import atomic, evaluate
-from sgan.baseline import train_baseline
+from sgan.baseline import steps as baseline_steps, train_baseline
 from sgan.run import RunDir
 
 
@@ -17,7 +17,13 @@ def evaluate_run(run_dir, baseline: bool = True) -> dict:
         metrics = {**evaluate.classification_metrics(discriminator, dataset), "evaluated": True}
         if baseline:
             supervised_only = train_baseline(config, dataset, run.labeled())
-            metrics["baseline_test_accuracy"] = evaluate.accuracy(supervised_only, dataset.x_test, dataset.y_test)
+            right = [evaluate.predict_classes(model, dataset.x_test) == dataset.y_test
+                     for model in (discriminator, supervised_only)]
+            metrics["baseline_test_accuracy"] = float(right[1].mean())
+            metrics["baseline_steps"] = baseline_steps(config)
+            # the paired counts that McNemar's test reads (deploy/publish.py's gate for the user's own data)
+            metrics["against_baseline"] = {"sgan_only": int((right[0] & ~right[1]).sum()),
+                                           "baseline_only": int((right[1] & ~right[0]).sum())}
     metrics.update(labels=manifest["labels"], seed=manifest["seed"], iterations=config.iterations,
                    dataset_sha256=manifest["dataset"]["sha256"], class_names=list(dataset.class_names),
                    test_size=len(dataset.x_test), test_leaks=manifest.get("leaks"))

@@ -3,28 +3,34 @@
 Decoders read the header first, so a file's declared size is checked before a pixel is decoded.
 """
 
+import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
-MAX_PIXELS = 2048 * 2048  # a larger declared size is refused from the header alone (decompression bombs)
+MAX_PIXELS = 2048 * 2048  # what the HTTP service decodes: a larger declared size is refused from the header alone
+FILE_MAX_PIXELS = 120_000_000  # a user's own files: any phone or camera photo (108 megapixels at most today)
 FORMATS = ("PNG", "JPEG")
 EXTENSIONS = {".png", ".jpg", ".jpeg"}
+ORIENTATION = 0x0112  # the EXIF tag
 MIN_SIDE = 8  # pixels: smaller images leave the discriminator's last convolution nothing to see
 
 
 class TooLarge(ValueError):
-    """An image whose header declares more than MAX_PIXELS."""
+    """An image whose header declares more pixels than allowed."""
 
 
-def open_image(source) -> Image.Image:
-    """A PNG or JPEG opened lazily (its header read, no pixel decoded); TooLarge above MAX_PIXELS."""
-    image = Image.open(source, formats=FORMATS)
+def open_image(source, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """A PNG or JPEG opened lazily (its header read, no pixel decoded); TooLarge above `max_pixels` (decompression
+    bombs: MAX_PIXELS for what arrives over the network, FILE_MAX_PIXELS for the user's own files)."""
+    with warnings.catch_warnings():  # Pillow's own bomb warning: the limit is checked here
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = Image.open(source, formats=FORMATS)
     width, height = image.size
-    if width * height > MAX_PIXELS:
+    if width * height > max_pixels:
         image.close()
-        raise TooLarge(f"image of {width}x{height} pixels exceeds the limit of {MAX_PIXELS} pixels")
+        raise TooLarge(f"image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels")
     return image
 
 
@@ -44,14 +50,28 @@ def parse_size(text: str) -> tuple:
     return int(height), int(width)
 
 
+def on_its_side(image: Image.Image) -> bool:
+    """Stored rotated by a quarter turn (its EXIF orientation 5 to 8): upright, its width and height swap."""
+    return image.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8)
+
+
+def upright_size(image: Image.Image) -> tuple:
+    """(width, height) as the photo is seen."""
+    width, height = image.size
+    return (height, width) if on_its_side(image) else (width, height)
+
+
 def to_shape(image: Image.Image, shape: tuple) -> np.ndarray:
-    """[H, W, C] uint8: converted to grayscale (C=1) or RGB (C=3), resized to H x W if it differs.
-    JPEGs are decoded at a reduced scale when that still covers H x W (Pillow's draft mode)."""
+    """[H, W, C] uint8: turned upright as its EXIF orientation says (phone photos), converted to grayscale (C=1) or
+    RGB (C=3), resized to H x W if it differs. JPEGs are decoded at a reduced scale (1/2 to 1/8) when that still
+    covers H x W (Pillow's draft mode), so a 48-megapixel photo decodes into a few megabytes."""
     height, width, channels = shape
     mode = "L" if channels == 1 else "RGB"
     if image.format == "JPEG":
-        image.draft(mode, (width, height))
-    image = image.convert(mode)
+        image.draft(mode, (height, width) if on_its_side(image) else (width, height))
+    with warnings.catch_warnings():  # the size was checked when the file was opened
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = ImageOps.exif_transpose(image).convert(mode)
     if image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return np.asarray(image).reshape(height, width, channels)

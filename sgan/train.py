@@ -4,7 +4,8 @@
   1. supervised:   the discriminator's softmax head learns the labeled batch (cross-entropy);
   2. unsupervised: its real/fake head D(x) learns real unlabeled images as real, generated ones as fake;
   3. generator:    the generator learns to make D call its images real (non-saturating loss).
-`feature_matching` (Salimans et al. 2016) makes two, from one forward pass over labeled, real and fake images:
+`feature_matching` (Salimans et al. 2016) makes two, from a forward pass over labeled and real images and one
+over generated images:
   1. discriminator: supervised + unsupervised loss (+ pseudo-labels: its confident classes of unlabeled images
                     taught to shifted copies, when `pseudo_label_weight` > 0);
   2. generator:     match the batch mean of D's last hidden features on real and on generated images.
@@ -24,8 +25,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from sgan import atomic, data, distributed, precision, warm
-from sgan.augment import random_shifts, translate
+from sgan import atomic, augment, data, distributed, precision, warm
 from sgan.budget import Budget
 from sgan.config import TrainConfig, for_images
 from sgan.dataset import Dataset
@@ -176,23 +176,37 @@ def make_train_step(sgan: SGAN, config: TrainConfig, dist: distributed.Distribut
         descend(optimizers["generator"], tape, l_generator, generator.trainable_variables, dist)
         return l_supervised, l_unsupervised, l_generator
 
+    def view(images, key, stream, strong=False):
+        """This worker's slice of a photo augmentation drawn for the global batch (sgan.augment)."""
+        choices = augment.draw(config.batch_size * dist.size, tuple(images.shape[1:3]), config.max_shift, strong,
+                               tf.random.experimental.stateless_fold_in(key, stream))
+        return augment.view(images, {name: local(choice) for name, choice in choices.items()})
+
+    def student(unlabeled_x, key):
+        """The view of the unlabeled images that learns the confident predictions on `unlabeled_x`."""
+        if config.augment == "photos":
+            return view(unlabeled_x, key, 5, strong=True)
+        shifts = augment.random_shifts(config.batch_size * dist.size, config.max_shift,
+                                       tf.random.experimental.stateless_fold_in(key, 2))
+        return augment.translate(unlabeled_x, local(shifts))
+
     def feature_matching_updates(labeled_x, labeled_y, unlabeled_x, key):
+        if config.augment == "photos":  # weak views: what the labels and the pseudo-labels' teacher see
+            labeled_x, unlabeled_x = view(labeled_x, key, 3), view(unlabeled_x, key, 4)
         with tf.GradientTape(persistent=True) as tape:
             images = [labeled_x, unlabeled_x]
-            if config.gan:
-                images.append(generator(noise(key, 0), training=True))
             if config.pseudo_label_weight:
-                shifts = random_shifts(config.batch_size * dist.size, config.max_shift,
-                                       tf.random.experimental.stateless_fold_in(key, 2))
-                images.append(translate(unlabeled_x, local(shifts)))
+                images.append(student(unlabeled_x, key))
             features, logits = features_and_logits(tf.concat(images, 0), training=True)
             features, logits = tf.split(features, len(images)), tf.split(logits, len(images))
             l_supervised = l_discriminator = supervised_loss(labeled_y, logits[0])
             l_unsupervised = l_generator = tf.zeros((), l_supervised.dtype)
-            if config.gan:  # logits[2], features[2]: the generated images
-                l_unsupervised = unsupervised_loss(logits[1], logits[2])
+            if config.gan:  # a pass of their own: the generator's gradient goes back through D on its images alone
+                fake_features, fake_logits = features_and_logits(generator(noise(key, 0), training=True),
+                                                                 training=True)
+                l_unsupervised = unsupervised_loss(logits[1], fake_logits)
                 l_discriminator += l_unsupervised
-                l_generator = feature_matching_loss(features[1], features[2])
+                l_generator = feature_matching_loss(features[1], fake_features)
             if config.pseudo_label_weight:
                 l_discriminator += config.pseudo_label_weight * pseudo_label_loss(
                     logits[1], logits[-1], config.pseudo_label_threshold)

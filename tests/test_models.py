@@ -130,3 +130,37 @@ def test_translate_moves_every_image_by_at_most_max_shift_and_repeats_for_a_seed
     assert len({tuple(m) for m in moved}) > 10  # each image draws its own shift
     np.testing.assert_array_equal(random_shifts(64, 2, seed).numpy(), shifts.numpy())
     np.testing.assert_array_equal(translate(tf.constant(images), random_shifts(64, 0, seed)).numpy(), images)
+
+
+def test_photo_views_flip_shift_recolour_and_cut_out_within_bounds_and_repeat_for_a_seed():
+    from sgan import augment
+
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.uniform(-1, 1, (256, 16, 16, 3)).astype(np.float32))
+    seed = tf.constant([5, 6], tf.int64)
+    weak = augment.draw(256, (16, 16), 0, False, seed)
+    assert set(weak) == {"flip", "shift"} and 0.35 < weak["flip"].numpy().mean() < 0.65
+    viewed = augment.view(images, weak).numpy()  # no shift: each image is itself or its mirror
+    flipped = weak["flip"].numpy()
+    np.testing.assert_array_equal(viewed[flipped], images.numpy()[flipped][:, :, ::-1])
+    np.testing.assert_array_equal(viewed[~flipped], images.numpy()[~flipped])
+
+    strong = augment.draw(256, (16, 16), 2, True, seed)
+    once, again = augment.view(images, strong).numpy(), augment.view(images, augment.draw(256, (16, 16), 2, True,
+                                                                                          seed)).numpy()
+    np.testing.assert_array_equal(once, again)  # a resumed run draws the same views
+    assert once.min() >= -1 and once.max() <= 1
+    hidden = (once == 0).all(axis=-1).sum(axis=(1, 2))
+    assert hidden.max() == 8 * 8 and hidden.min() >= 4 * 4  # a square of half the side, cut at the edge at most in 4
+    factors = strong["colour"].numpy()
+    assert np.abs(factors[:, 0]).max() <= augment.BRIGHTNESS and np.abs(factors[:, 1:] - 1).max() <= augment.CONTRAST
+
+
+def test_augmentations_follow_the_data_and_digits_keep_shifts():
+    improved = preset("improved")
+    assert for_images(improved, (28, 28, 1)).augment == "shifts"
+    assert for_images(improved, (32, 32, 3)).augment == "photos"
+    assert for_images(improved, (64, 64, 1)).augment == "photos"
+    assert for_images(preset("improved", augment="shifts"), (32, 32, 3)).augment == "shifts"
+    with pytest.raises(UserError, match="augment='mirror' must be one of shifts, photos, auto"):
+        preset("improved", augment="mirror")

@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import httpx
+import numpy as np
 import pytest
 from conftest import SGAN, write_image_folder
 from test_cli import sgan
@@ -81,3 +82,38 @@ def test_a_size_that_cannot_fit_in_memory_is_refused_before_training(photos, tmp
     assert "training 480x640x3 images with batch 100 x 1 worker(s) here needs about" in line
     assert "GB is available: prepare with a smaller --image-size" in line
     assert not (run / "checkpoints").exists() and not (run / "config.json").exists()
+
+
+def test_phone_sized_jpegs_prepare_upright_at_reduced_scale_in_little_memory(tmp_path, monkeypatch):
+    """12- and 48-megapixel JPEGs (one stored on its side, as phones do, with an EXIF orientation) prepare; Pillow's
+    draft mode decodes them at 1/8 scale, so prepare's processes stay far below 2 GB."""
+    import resource
+
+    from PIL import Image
+
+    folder = write_image_folder(tmp_path / "data", size=(30, 40), mode="RGB", labeled_per_class=2,
+                                test_per_class=0, unlabeled=6)
+    def left_white(height, width):
+        pixels = np.zeros((height, width, 3), np.uint8)
+        pixels[:, :width // 2] = 255
+        return Image.fromarray(pixels)
+
+    left_white(3000, 4000).save(folder / "unlabeled" / "phone-12mp.jpg", quality=90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored on its side: shown turned a quarter clockwise, so its left half is on top
+    left_white(6000, 8000).save(folder / "labeled" / "cat" / "camera-48mp.jpg", quality=90, exif=exif)
+    monkeypatch.setenv("SGAN_CACHE_DIR", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result = sgan("prepare", "--data", folder, "--run-dir", run, "--image-size", "32x32")
+    assert result.returncode == 0, result.stderr[-2000:]
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    assert max(peak, before * 1024) < 2e9, peak
+
+    from sgan.run import RunDir
+
+    dataset = RunDir(run).dataset()
+    names = json.loads((run / "manifest.json").read_text())["dataset"]
+    assert names["train_size"] == 6 + 1 + 6 + 1 and not names.get("skipped")
+    camera = np.asarray(dataset.x_train)[0]  # labeled/cat/camera-48mp.jpg sorts first
+    assert camera[:12].mean() > 200 and camera[-12:].mean() < 50  # upright: the white half on top

@@ -193,3 +193,13 @@ def test_time_to_accuracy_is_the_first_evaluation_at_each_milestone():
                {"step": 4, "seconds": 30.0, "validation_accuracy": 0.98}]
     assert time_to_accuracy(history) == {"95": 10.0, "97": 30.0, "98": 30.0, "99": None}
     assert time_to_accuracy([]) == {"95": None, "97": None, "98": None, "99": None}
+
+
+def test_the_baseline_trains_as_many_steps_as_the_sgan_up_to_its_cap(tiny, monkeypatch, capsys):
+    from sgan import baseline
+
+    dataset, labeled = tiny
+    monkeypatch.setattr(baseline, "STEPS", 4)
+    for iterations, steps in ((3, 3), (9, 4)):
+        baseline.train_baseline(TrainConfig(iterations=iterations, batch_size=8, z_dim=16), dataset, labeled)
+        assert f"| {steps}/{steps} [" in capsys.readouterr().err  # the progress bar's count

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -158,13 +159,14 @@ def test_both_presets_train_and_export_other_shapes(tmp_path, preset, shape):
 
 @pytest.fixture(scope="module")
 def unevaluated_flow(tmp_path_factory):
-    """The Prefect flow on an image folder without a test set: the default gate refuses, gate 0 publishes."""
+    """The Prefect flow on an image folder without a test set: a gate the user sets refuses, the default publishes
+    with a warning."""
     tmp = tmp_path_factory.mktemp("user-flow")
     folder = write_image_folder(tmp / "data", test_per_class=0)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PREFECT_HOME=str(tmp / "prefect-home"), SGAN_CACHE_DIR=str(tmp / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
     runs = []
-    for gate in ([], ["--accuracy-gate", "0"]):
+    for gate in (["--accuracy-gate", "0.5"], []):
         command = [SGAN, "pipeline", "--data", str(folder), "--workers", "1",
                    "--iterations", "12", "--batch-size", "6", "--output-root", str(tmp / "out"), *gate]
         result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
@@ -172,17 +174,51 @@ def unevaluated_flow(tmp_path_factory):
     return tmp, runs
 
 
-def test_flow_without_a_test_set_says_so_and_the_gate_must_be_set_off(unevaluated_flow):
+def test_flow_without_a_test_set_says_so_and_publishes_with_a_warning_unless_a_gate_is_set(unevaluated_flow):
     tmp, ((code, output), (code0, output0)) = unevaluated_flow
     assert code == 2, output[-4000:]
     assert "no test set: the model will be trained and exported, but it is unevaluated" in output
-    assert "no test set, so the accuracy gate 90.00% cannot be checked" in output
+    assert "no test set, so the accuracy gate 50.00% cannot be checked" in output
     models = tmp / "out" / "models"
     card = (models / "v0001" / "MODEL_CARD.md").read_text()
     assert "**Unevaluated**" in card and "| test accuracy | not measured |" in card and "cat, dog, frog" in card
     assert code0 == 0, output0[-4000:]
+    assert "warning: no test set, so v0002 is promoted unevaluated (its accuracy is unknown)" in output0
     assert "test accuracy n/a (no test set)" in output0
     assert os.readlink(models / "latest") == "v0002"
+
+
+@pytest.mark.parametrize("counts, promoted", [((40, 12), True), ((20, 12), False), ((12, 40), False)])
+def test_own_data_is_published_when_it_beats_its_baseline_by_mcnemar(unevaluated_flow, tmp_path, counts, promoted):
+    """The default gate on an image folder: significantly more test images right than the supervised-only
+    baseline (McNemar's exact test, p < 0.05); a gate the user sets is an absolute accuracy as on MNIST."""
+    from deploy.publish import GateFailed, publish
+
+    tmp, _ = unevaluated_flow
+    run = _copy_of_the_run(tmp, tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({
+        **metrics, "test_accuracy": 0.5, "baseline_test_accuracy": 0.4, "per_class_accuracy": [0.5] * 3,
+        "against_baseline": {"sgan_only": counts[0], "baseline_only": counts[1]}}))
+    with pytest.raises(GateFailed, match="test accuracy 50.00% is below the gate 60.00%"):
+        publish(run, tmp_path / "models", accuracy_gate=0.6)
+    if promoted:
+        assert publish(run, tmp_path / "models").name == "v0002"
+        assert os.readlink(tmp_path / "models" / "latest") == "v0002"
+    else:
+        with pytest.raises(GateFailed, match=f"not significantly more accurate than its supervised-only baseline: "
+                                             f"50.00% vs 40.00% \\({counts[0]} test images right only here"):
+            publish(run, tmp_path / "models")
+        assert not (tmp_path / "models" / "latest").exists()
+
+
+def _copy_of_the_run(tmp: Path, into: Path) -> Path:
+    run = max((tmp / "out" / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    copy = into / "run"
+    copy.mkdir()
+    for name in ("metrics.json", "manifest.json", "onnx_report.json", "config.json", "model.onnx"):
+        (copy / name).write_bytes((run / name).read_bytes())
+    return copy
 
 
 def test_class_names_reach_the_onnx_model_and_predict(unevaluated_flow, tmp_path):
@@ -223,11 +259,7 @@ def test_a_leaking_test_set_blocks_the_gate_unless_allowed(unevaluated_flow, tmp
     from deploy.publish import GateFailed, publish
 
     tmp, _ = unevaluated_flow
-    run = max((tmp / "out" / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
-    leaky = tmp_path / "run"
-    leaky.mkdir()
-    for name in ("metrics.json", "manifest.json", "onnx_report.json", "config.json", "model.onnx"):
-        (leaky / name).write_bytes((run / name).read_bytes())
+    leaky = _copy_of_the_run(tmp, tmp_path)
     manifest = json.loads((leaky / "manifest.json").read_text())
     manifest["leaks"] = {"test_images_in_labeled": 2, "test_images_in_unlabeled": 1}
     (leaky / "manifest.json").write_text(json.dumps(manifest))
@@ -239,3 +271,34 @@ def test_a_leaking_test_set_blocks_the_gate_unless_allowed(unevaluated_flow, tmp
     assert "**Warning**: 3 test images" in (tmp_path / "models" / "v0001" / "MODEL_CARD.md").read_text()
     assert publish(leaky, tmp_path / "models", accuracy_gate=0.9, allow_test_leaks=True).name == "v0002"
     assert os.readlink(tmp_path / "models" / "latest") == "v0002"
+
+
+def test_own_data_trains_for_a_time_budget_unless_a_count_is_given(tmp_path):
+    """Without --iterations, `sgan train` on an image folder trains for about 15 minutes and says so up front."""
+    from sgan.config import OWN_DATA_TIME_BUDGET
+
+    folder = write_image_folder(tmp_path / "data")
+    code, _, err = sgan("prepare", "--data", folder, "--run-dir", tmp_path / "run", cache=tmp_path / "cache")
+    assert code == 0, err
+    env = {**os.environ, "SGAN_CACHE_DIR": str(tmp_path / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    trainer = subprocess.Popen([SGAN, "train", "--run-dir", str(tmp_path / "run")], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        said = trainer.stdout.readline()
+        assert said == ("your own images: training for about 15 minutes (--time-budget SECONDS or --iterations COUNT "
+                        "to change it)\n")
+        config = tmp_path / "run" / "config.json"
+        for _ in range(600):
+            if config.exists():
+                break
+            time.sleep(0.1)
+        assert json.loads(config.read_text())["time_budget"] == OWN_DATA_TIME_BUDGET == 900
+    finally:
+        trainer.kill()
+        trainer.wait()
+    code, out, err = sgan("prepare", "--data", folder, "--run-dir", tmp_path / "counted", cache=tmp_path / "cache")
+    code, out, err = sgan("train", "--run-dir", tmp_path / "counted", "--iterations", 2, "--batch-size", 6,
+                          cache=tmp_path / "cache")
+    assert code == 0, err
+    assert "training for about" not in out
+    assert json.loads((tmp_path / "counted" / "config.json").read_text())["time_budget"] == 0

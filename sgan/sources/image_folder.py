@@ -29,7 +29,7 @@ from sgan.dataset import UNLABELED, Dataset, validated
 from sgan.errors import UserError, writing
 
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
-CACHE_FORMAT = 1  # bump when the decoding changes: old cache entries are then never read
+CACHE_FORMAT = 2  # bump when the decoding changes: old cache entries are then never read
 CHUNK = 256  # files per decoding task
 # Camera-sized photos train too slowly and need too much memory on a CPU; 32 pixels is the side of the published
 # SSL-GAN results on CIFAR-10 and SVHN (time and memory at this size: docs/benchmarks.md, Photos).
@@ -103,7 +103,7 @@ def _shape(folder: Path, listing: dict, image_size, channels) -> tuple[tuple, tu
     sizes, modes = Counter(), set()
     for relative, _ in listing["labeled"]:
         with _open(folder / relative, strict=True) as image:
-            sizes[image.size] += 1
+            sizes[images.upright_size(image)] += 1
             modes.add(image.mode)
     width, height = sizes.most_common(1)[0][0]
     size = image_size or trainable_size(height, width)
@@ -120,7 +120,7 @@ def trainable_size(height: int, width: int, longer: int = DEFAULT_LONGER_SIDE) -
 def _open(path, strict: bool):
     """The image at `path`, header read; a bad labeled or test file (`strict`) is the user's one-line error."""
     try:
-        return images.open_image(path)
+        return images.open_image(path, images.FILE_MAX_PIXELS)
     except Exception as e:  # noqa: BLE001 - any failure to read a header is a bad file
         if strict:
             raise UserError(f"{path}: not a readable PNG or JPEG image ({e})") from None
