@@ -1,18 +1,19 @@
-"""What a user with photos gets: a photo-like folder of camera-sized RGB JPEGs through `sgan prepare`, `sgan train`
-and `sgan evaluate` with no options beyond the data, as users type them.
+"""What a user with photos gets: real CIFAR-10 photos written as an image folder and run through
+`sgan pipeline --data FOLDER` with no other option, as a new user types it.
 
-    python benchmarks/photos.py --out /tmp/photos [--iterations 2000] [--classes 3]
+    python benchmarks/photos.py --labels 250 1000 [--data ../shared/data/cifar10-subset/cifar10_subset.npz]
 
-The folder: 640x480 JPEGs of a shape per class (ellipse, rectangle, triangle, ...) of random size, position,
-colour and rotation on a noisy colour gradient, 10 labeled per class, 300 unlabeled, 20 test per class. Reports the
-size `prepare` chose, the SGAN's and the supervised-only baseline's test accuracy, seconds per iteration, the
-training process's peak memory and what the memory check estimated. Prints one JSON line.
+The folder: `labeled/<class>/` (labels / 10 per class, drawn with seed 0), `unlabeled/` (every other training
+image) and `test/<class>/`, as PNG files. For each label count, one JSON line: the flow's test accuracy, its
+supervised-only baseline's, logistic regression on the labeled images' raw pixels, whether `latest` moved to the
+new model, the flow's wall time, the training iterations the time budget chose, the largest process's peak memory
+and the CPU. Lines are appended to --results; a label count already recorded there is skipped.
 """
 
 import argparse
 import json
-import math
 import os
+import platform
 import resource
 import subprocess
 import sys
@@ -22,107 +23,107 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SHAPES = ("ellipse", "rectangle", "triangle", "pentagon", "star", "cross", "ring")
+DATA = ROOT.parent / "shared" / "data" / "cifar10-subset" / "cifar10_subset.npz"
 
 
-def photo(kind: str, rng: np.random.Generator, size=(640, 480)):
-    """One 640x480 RGB picture of `kind` on a noisy gradient background."""
-    from PIL import Image, ImageDraw, ImageFilter
+def write_folder(arrays, labels: int, out: Path) -> Path:
+    """The benchmark's arrays as a user keeps photos; labeled images are drawn class-balanced with seed 0."""
+    from PIL import Image
 
-    width, height = size
-    start, end = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
-    ramp = np.linspace(0, 1, width)[None, :, None]
-    background = (start * (1 - ramp) + end * ramp) * np.ones((height, 1, 1))
-    background += rng.normal(0, 20, (height, width, 3))
-    image = Image.fromarray(np.clip(background, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(image)
-    radius = rng.uniform(0.15, 0.35) * height
-    cx, cy = rng.uniform(radius, width - radius), rng.uniform(radius, height - radius)
-    colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-    turn = rng.uniform(0, 2 * math.pi)
+    from sgan.data import choose_labeled
 
-    def polygon(points: int, inner: float = 1.0):
-        corners = []
-        for i in range(points * (2 if inner < 1 else 1)):
-            r = radius * (inner if i % 2 and inner < 1 else 1.0)
-            angle = turn + i * math.pi / (points if inner < 1 else points / 2)
-            corners.append((cx + r * math.cos(angle), cy + r * math.sin(angle)))
-        return corners
-
-    if kind == "ellipse":
-        draw.ellipse([cx - radius, cy - radius * 0.7, cx + radius, cy + radius * 0.7], fill=colour)
-    elif kind == "rectangle":
-        draw.polygon(polygon(4), fill=colour)
-    elif kind == "triangle":
-        draw.polygon(polygon(3), fill=colour)
-    elif kind == "pentagon":
-        draw.polygon(polygon(5), fill=colour)
-    elif kind == "star":
-        draw.polygon(polygon(5, inner=0.4), fill=colour)
-    elif kind == "cross":
-        w = radius / 3
-        draw.rectangle([cx - radius, cy - w, cx + radius, cy + w], fill=colour)
-        draw.rectangle([cx - w, cy - radius, cx + w, cy + radius], fill=colour)
-    else:
-        draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], outline=colour, width=int(radius / 3))
-    return image.filter(ImageFilter.GaussianBlur(rng.uniform(0, 2)))
+    folder = out / f"cifar-{labels}"
+    if (folder / ".complete").exists():
+        return folder
+    names = [str(n) for n in arrays["class_names"]]
+    labeled = set(choose_labeled(arrays["y_train"], labels, len(names), seed=0).tolist())
+    for i, (image, k) in enumerate(zip(arrays["x_train"], arrays["y_train"])):
+        path = folder / ("labeled/" + names[k] if i in labeled else "unlabeled") / f"{i:05d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(path)
+    for i, (image, k) in enumerate(zip(arrays["x_test"], arrays["y_test"])):
+        path = folder / "test" / names[k] / f"{i:05d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(path)
+    (folder / ".complete").touch()
+    return folder
 
 
-def write_folder(out: Path, classes: int, labeled: int = 10, unlabeled: int = 300, test: int = 20, seed: int = 0):
-    if (out / ".complete").exists():
-        return
-    rng = np.random.default_rng(seed)
-    for part, per_class in (("labeled", labeled), ("test", test)):
-        for kind in SHAPES[:classes]:
-            (out / part / kind).mkdir(parents=True, exist_ok=True)
-            for i in range(per_class):
-                photo(kind, rng).save(out / part / kind / f"{i:03d}.jpg", quality=90)
-    (out / "unlabeled").mkdir(parents=True, exist_ok=True)
-    for i in range(unlabeled):
-        photo(SHAPES[rng.integers(classes)], rng).save(out / "unlabeled" / f"{i:04d}.jpg", quality=90)
-    (out / ".complete").touch()
+def pixel_logistic_regression(arrays, labels: int) -> float:
+    """Multinomial logistic regression on the standardised raw pixels of the same labeled images (L2 1e-2, 1,000
+    full-batch Adam steps): what the pixels alone give."""
+    import keras
+
+    from sgan.data import choose_labeled
+
+    chosen = choose_labeled(arrays["y_train"], labels, len(arrays["class_names"]), seed=0)
+    x = arrays["x_train"][chosen].reshape(len(chosen), -1).astype("float32")
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(
+        len(arrays["class_names"]), kernel_regularizer=keras.regularizers.l2(1e-2))])
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit((x - mean) / std, arrays["y_train"][chosen], batch_size=len(x), epochs=1000, verbose=0)
+    test = (arrays["x_test"].reshape(len(arrays["x_test"]), -1).astype("float32") - mean) / std
+    return float(np.mean(model.predict(test, verbose=0).argmax(1) == arrays["y_test"]))
 
 
-def sgan(*args) -> str:
-    result = subprocess.run([str(Path(sys.executable).with_name("sgan")), *map(str, args)], capture_output=True,
-                            text=True, env={"TF_CPP_MIN_LOG_LEVEL": "3", **os.environ})
-    if result.returncode:
-        sys.exit(f"sgan {args[0]} failed:\n{result.stderr[-3000:]}")
-    return result.stdout
+def cpu() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    return platform.processor()
+
+
+def run_flow(folder: Path, out: Path) -> dict:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PREFECT_HOME": str(out / "prefect-home"),
+           "SGAN_CACHE_DIR": str(out / "cache")}
+    started = time.perf_counter()
+    result = subprocess.run([str(Path(sys.executable).with_name("sgan")), "pipeline", "--data", str(folder),
+                             "--output-root", str(out / "pipeline")], capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - started
+    (out / "pipeline.log").write_text(result.stdout + result.stderr)
+    summary = {"exit_code": result.returncode, "flow_wall_s": round(wall, 1),
+               "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 1e9, 2)}
+    runs = sorted((out / "pipeline" / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    run = runs[-1]
+    metrics = json.loads((run / "metrics.json").read_text())
+    config = json.loads((run / "config.json").read_text())
+    history = json.loads((run / "history.json").read_text())
+    latest = out / "pipeline" / "models" / "latest"
+    return {**summary, "test_accuracy": metrics["test_accuracy"],
+            "baseline_test_accuracy": metrics["baseline_test_accuracy"],
+            "against_baseline": metrics["against_baseline"],
+            "published_as_latest": latest.is_dir() and (latest / "metrics.json").read_text()
+            == (run / "metrics.json").read_text(),
+            "iterations": config["iterations"], "architecture": config["architecture"],
+            "augment": config["augment"], "train_s": history[-1]["seconds"]}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--classes", type=int, default=3, choices=range(2, len(SHAPES) + 1))
-    parser.add_argument("--iterations", type=int, default=2000)
+    parser.add_argument("--labels", type=int, nargs="+", default=[250, 1000])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/sgan-photos"))
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "photos.jsonl")
     args = parser.parse_args()
-    from sgan import memory
-    from sgan.config import DEFAULT_PRESET, preset
-
-    folder, run = args.out / f"photos-{args.classes}", args.out / f"run-{args.classes}-{args.iterations}"
-    write_folder(folder, args.classes)
-    sgan("prepare", "--data", folder, "--run-dir", run, "--cache-dir", args.out / "cache")
-    manifest = json.loads((run / "manifest.json").read_text())
-    started = time.perf_counter()
-    sgan("train", "--run-dir", run, "--iterations", args.iterations)
-    train_s = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # the largest child: training
-    sgan("evaluate", "--run-dir", run)
-    metrics = json.loads((run / "metrics.json").read_text())
-    history = json.loads((run / "history.json").read_text())
-    shape = tuple(manifest["dataset"]["image_shape"])
-    config = preset(DEFAULT_PRESET, iterations=args.iterations)
-    print(json.dumps({
-        "preset": DEFAULT_PRESET, "classes": args.classes, "labeled": manifest["labels"],
-        "unlabeled": manifest["dataset"]["unlabeled_size"], "test": manifest["dataset"]["test_size"],
-        "image_shape": shape, "architecture": json.loads((run / "config.json").read_text())["architecture"],
-        "iterations": args.iterations,
-        "test_accuracy": metrics["test_accuracy"], "baseline_test_accuracy": metrics["baseline_test_accuracy"],
-        "seconds_per_iteration": round(history[-1]["seconds"] / args.iterations, 4), "train_wall_s": round(train_s, 1),
-        "peak_rss_gb": round(peak / 1e9, 2),
-        "estimated_gb": round(memory.estimate(config, shape, args.classes)["total"] / 1e9, 2),
-    }))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    done = {json.loads(line)["labels"] for line in args.results.read_text().splitlines()} \
+        if args.results.exists() else set()
+    arrays = dict(np.load(args.data, allow_pickle=False))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=ROOT).stdout.strip()
+    for labels in (n for n in args.labels if n not in done):
+        out = args.out / f"labels-{labels}"
+        folder = write_folder(arrays, labels, args.out)
+        line = {"labels": labels, "unlabeled": len(arrays["x_train"]) - labels, "test": len(arrays["x_test"]),
+                **run_flow(folder, out), "pixel_logistic_regression": round(pixel_logistic_regression(arrays, labels), 4),
+                "cpu": cpu(), "date": time.strftime("%Y-%m-%d"), "commit": commit,
+                "command": f"python benchmarks/photos.py --labels {labels}"}
+        print(json.dumps(line), flush=True)
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        with args.results.open("a") as f:
+            f.write(json.dumps(line) + "\n")
 
 
 if __name__ == "__main__":

@@ -173,12 +173,13 @@ def _warm_start_from(models_root: Path, manifest: dict) -> Path | None:
     return champion
 
 
-def _run_name(manifest: dict, options: list[str]) -> str:
-    """The run folder's name follows from the data and what shapes the model (not where it trains), so a flow run
-    killed mid-training (or its orchestrator) is resumed from its checkpoint by the same command run again, on
-    the same or another number of workers."""
+def _run_name(manifest: dict, options: list[str], global_batch: int) -> str:
+    """The run folder's name follows from the data and what shapes the model, the global batch among it (not where
+    it trains, nor how the batch is split), so a flow run killed mid-training (or its orchestrator) is resumed from
+    its checkpoint by the same command run again, on the same or another number of workers."""
     pairs = dict(zip(options[::2], options[1::2]))
-    shaping = {k: v for k, v in pairs.items() if k not in PLACEMENT}
+    shaping = {k: v for k, v in pairs.items() if k not in PLACEMENT + ("--batch-size",)}
+    shaping["global_batch"] = global_batch
     digest = hashlib.sha256(json.dumps([manifest, shaping], sort_keys=True).encode()).hexdigest()
     return f"{options[options.index('--preset') + 1]}-{digest[:12]}"
 
@@ -240,13 +241,18 @@ def sgan_pipeline(
         workers = 2 if launch.horovodrun() else 1
         if workers == 1:
             print("Horovod is not installed: training with one worker (`make env` builds an environment with it)")
+    count = launch.worker_count(workers, launch.parse_hosts(hosts) if hosts else None)
+    if batch_size is None:  # the preset's global batch, split over the workers: the model `sgan train` makes
+        from sgan.config import PRESETS
+
+        batch_size = max(1, PRESETS[preset].batch_size // count)
     for flag, value in (("--workers", workers), ("--hosts", hosts), ("--ssh-port", ssh_port),
                         ("--ssh-identity-file", ssh_identity_file), ("--network-interface", network_interface),
                         ("--batch-size", batch_size), ("--iterations", iterations), ("--time-budget", time_budget),
                         ("--architecture", architecture), ("--augment", augment),
                         ("--checkpoint-every", checkpoint_every)):
         options += [flag, str(value)] if value is not None else []
-    run_dir = root / "runs" / _run_name(manifest, options)
+    run_dir = root / "runs" / _run_name(manifest, options, count * batch_size)
     made_of = provenance.of_run(run_dir.name)  # where the weights start from is not part of it
     if same := provenance.serving_the_same(root / "models", made_of):
         print(f"nothing to do: `latest` ({same.name}) was made from the same data, configuration and code")

@@ -63,6 +63,9 @@ def test_prepare_train_evaluate_end_to_end(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and 0.0 <= metrics["baseline_test_accuracy"] <= 1.0
     assert metrics["baseline_steps"] == 40  # as many as the SGAN, under the cap
+    counts = metrics["against_baseline"]  # the paired counts the own-data gate tests: they add up to the difference
+    assert counts["sgan_only"] - counts["baseline_only"] == round(
+        (metrics["test_accuracy"] - metrics["baseline_test_accuracy"]) * metrics["test_size"])
     assert len(metrics["per_class_accuracy"]) == 10
     assert sum(map(sum, metrics["confusion_matrix"])) == 100
     for picture in ("confusion_matrix.png", "samples.png", "learning_curves.png"):
