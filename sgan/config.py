@@ -42,6 +42,7 @@ class TrainConfig:
     max_shift: int = 2  # ... whose targets are learnt on copies shifted by up to this many pixels
     augment: str = "shifts"  # shifts (digits) | photos (flips, shifts, colour, cut-out) | auto (by shape): sgan.augment
     warm_start: str = ""  # a trained model's folder whose weights the run starts from (sgan.warm)
+    unsupervised_weight: float = 1.0  # the real/fake term's weight in D's loss (feature_matching)
     gan: bool = True  # False: no generator and no real/fake term, to measure what the GAN adds (feature_matching)
 
     def __post_init__(self):
@@ -59,9 +60,9 @@ class TrainConfig:
         if not 0 <= self.ema_decay < 1:
             raise UserError(f"ema_decay={self.ema_decay} must be in [0, 1)")
         if min(self.input_noise, self.hidden_noise, self.validation, self.pseudo_label_weight, self.max_shift,
-               self.time_budget) < 0:
-            raise UserError("input_noise, hidden_noise, validation, pseudo_label_weight, max_shift and time_budget "
-                            "must be >= 0")
+               self.time_budget, self.unsupervised_weight) < 0:
+            raise UserError("input_noise, hidden_noise, validation, pseudo_label_weight, max_shift, time_budget and "
+                            "unsupervised_weight must be >= 0")
         if not 0 < self.pseudo_label_threshold <= 1:
             raise UserError(f"pseudo_label_threshold={self.pseudo_label_threshold} must be in (0, 1]")
         if self.pseudo_label_weight and self.algorithm != "feature_matching":

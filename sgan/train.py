@@ -205,7 +205,7 @@ def make_train_step(sgan: SGAN, config: TrainConfig, dist: distributed.Distribut
                 fake_features, fake_logits = features_and_logits(generator(noise(key, 0), training=True),
                                                                  training=True)
                 l_unsupervised = unsupervised_loss(logits[1], fake_logits)
-                l_discriminator += l_unsupervised
+                l_discriminator += config.unsupervised_weight * l_unsupervised
                 l_generator = feature_matching_loss(features[1], fake_features)
             if config.pseudo_label_weight:
                 l_discriminator += config.pseudo_label_weight * pseudo_label_loss(
