@@ -78,11 +78,14 @@ def cpu() -> str:
 def run_flow(folder: Path, out: Path) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PREFECT_HOME": str(out / "prefect-home"),
            "SGAN_CACHE_DIR": str(out / "cache")}
+    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     result = subprocess.run([str(Path(sys.executable).with_name("sgan")), "pipeline", "--data", str(folder),
                              "--output-root", str(out / "pipeline")], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - started
     (out / "pipeline.log").write_text(result.stdout + result.stderr)
+    if result.returncode not in (0, 2):  # 2: the model was published but not promoted, which is a result too
+        sys.exit(f"sgan pipeline failed (exit {result.returncode}): {out / 'pipeline.log'}")
     summary = {"exit_code": result.returncode, "flow_wall_s": round(wall, 1),
                "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 1e9, 2)}
     runs = sorted((out / "pipeline" / "runs").iterdir(), key=lambda p: p.stat().st_mtime)

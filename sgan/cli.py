@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
                          f"balanced over classes (default {data.DEFAULT_LABELS})")
     prepare.add_argument("--seed", type=int, default=0, help="fixes the labeled subset, weights and data order")
     prepare.add_argument("--image-size", type=_image_size, help="HxW for image folders (default: the labeled images' "
-                                                                "most common size)")
+                         "most common size, scaled down to a longer side of 32 pixels with its aspect kept)")
     prepare.add_argument("--channels", type=int, choices=(1, 3), help="1 (grayscale) or 3 (RGB) for image folders "
                                                                      "(default: 1 if all labeled images are gray)")
     prepare.add_argument("--cache-dir", type=Path, help="decoded image folders (default $SGAN_CACHE_DIR or "
@@ -384,6 +384,12 @@ def main(argv=None) -> int:
         return args.func(args) or 0
     except UserError as e:
         print(f"{ERROR_PREFIX}{e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except ModuleNotFoundError as e:
+        if e.name != "tensorflow":
+            raise
+        print(f"{ERROR_PREFIX}TensorFlow is not installed: pip install 'sgan[cpu]' (or 'sgan[gpu]' for CUDA)",
+              file=sys.stderr)
         return EXIT_USER_ERROR
     except Exception as e:
         if not no_space(e):

@@ -137,6 +137,8 @@ def test_impossible_configs_are_user_errors():
         preset("improved", architecture="resnet")
     with pytest.raises(UserError, match="ema_decay=1.0 must be in"):
         preset("improved", ema_decay=1.0)
+    with pytest.raises(UserError, match="time_budget and unsupervised_weight must be >= 0"):
+        preset("improved", unsupervised_weight=-0.5)
     with pytest.raises(UserError, match="pseudo_label_weight needs algorithm='feature_matching'"):
         preset("seed", pseudo_label_weight=1.0)
     with pytest.raises(UserError, match="pseudo_label_threshold=0.0 must be in"):
