@@ -129,7 +129,8 @@ def _loop(tmp_path: Path, data: Path, models: Path, api: str):
         assert code == 2 and "worse than v0002" in output and "`latest` left unchanged" in output, output[-4000:]
         assert "Task run 'prepare_dataset" in output and "Cached" in output  # the same images
         started = time.monotonic()
-        code, output = pipeline(tmp_path, *args[:2], *args[4:], "--workers", 1, data=data, api=api)  # placement only
+        code, output = pipeline(tmp_path, *args[:2], *args[4:], "--workers", 1, "--batch-size", 16, data=data,
+                                api=api)  # placement only: the same global batch of 16 on one worker
         assert code == 0 and "nothing to do: `latest` (v0002) was made from the same data" in output, output[-4000:]
         assert "sgan train" not in output and not (models / "v0004").exists()
         unchanged_s = time.monotonic() - started
