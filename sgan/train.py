@@ -229,12 +229,8 @@ def make_train_step(sgan: SGAN, config: TrainConfig, dist: distributed.Distribut
         if dist.size > 1:
             for variable, average in zip(moving_statistics, dist.average([v.value for v in moving_statistics])):
                 variable.assign(average)
-        # The average's decay warms up as tf.train.ExponentialMovingAverage's does with num_updates: a fixed 0.999
-        # would still hold 37% of the random initial weights after 1,000 iterations.
-        steps = tf.cast(step, tf.float32)
-        decay = tf.minimum(config.ema_decay, (1.0 + steps) / (10.0 + steps))
         for average, variable in averaged_pairs:
-            average.assign(decay * average + (1.0 - decay) * variable)
+            average.assign(config.ema_decay * average + (1.0 - config.ema_decay) * variable)
         return dict(zip(("supervised", "unsupervised", "generator"), dist.average(list(losses))))
 
     return train_step

@@ -206,18 +206,3 @@ def test_the_baseline_trains_as_many_steps_as_the_sgan_up_to_its_cap(tiny, monke
         baseline.train_baseline(TrainConfig(iterations=iterations, batch_size=8, z_dim=16), dataset, labeled)
         assert f"| {steps}/{steps} [" in capsys.readouterr().err  # the progress bar's count
 
-
-def test_the_averaged_discriminator_warms_up_instead_of_keeping_the_initial_weights(tiny):
-    """Step t averages with decay min(ema_decay, (1 + t) / (10 + t)): after the first step the average is mostly
-    the trained weights, not the random ones it started from."""
-    dataset, labeled = tiny
-    config = TINY_IMPROVED
-    sgan = build(config, dataset.image_shape, dataset.num_classes)
-    step = make_train_step(sgan, config, Distribution())
-    initial = [v.numpy() for v in sgan.averaged_discriminator.trainable_variables]
-    x, y = np.asarray(dataset.x_train[labeled[:10]]), dataset.y_train[labeled[:10]]
-    scaled = data.scale(x)
-    step(scaled, tf.constant(y), scaled, tf.constant(0, tf.int64))
-    trained = [v.numpy() for v in sgan.discriminator.trainable_variables]
-    for average, before, after in zip(sgan.averaged_discriminator.trainable_variables, initial, trained):
-        np.testing.assert_allclose(average.numpy(), 0.1 * before + 0.9 * after, rtol=1e-5, atol=1e-6)
