@@ -96,8 +96,8 @@ def publish(run_dir, models_root, accuracy_gate: float | None = None, allow_test
 
     The gates: the test accuracy reaches `accuracy_gate` (None: DEFAULT_GATE on benchmark data; on the user's own
     data, significantly more accurate than the supervised-only baseline trained on the same labels, by McNemar's
-    test on the same test images, or unevaluated with a warning when there is no test set); the candidate is not worse than the model `latest`
-    points to (the champion) on the candidate's test set, beyond `tolerance` (deploy/champion.py); it has the
+    test on the same test images, or unevaluated with a warning when there is no test set); the candidate is not
+    worse than the model `latest` points to (the champion) on the candidate's test set, beyond `tolerance` (deploy/champion.py); it has the
     champion's class names and input shape unless `force`. A first model has no champion. A gate
     (accuracy_gate > 0) never passes silently: not without a test set, and not on a test set that shares images
     with the training data unless `allow_test_leaks`."""

@@ -11,7 +11,6 @@ Two kinds, chosen by the data (`TrainConfig.augment`):
 
 import tensorflow as tf
 
-AUGMENTATIONS = ("shifts", "photos")
 BRIGHTNESS = 0.25  # added, in the [-1, 1] scale of the images
 CONTRAST = SATURATION = 0.4  # factors drawn from [1 - this, 1 + this]
 

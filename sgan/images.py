@@ -3,6 +3,7 @@
 Decoders read the header first, so a file's declared size is checked before a pixel is decoded.
 """
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -21,11 +22,18 @@ class TooLarge(ValueError):
     """An image whose header declares more pixels than allowed."""
 
 
+@contextlib.contextmanager
+def _size_checked_here():
+    """Silences Pillow's own decompression-bomb warning: `open_image` applies the limit that fits the source."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
 def open_image(source, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """A PNG or JPEG opened lazily (its header read, no pixel decoded); TooLarge above `max_pixels` (decompression
     bombs: MAX_PIXELS for what arrives over the network, FILE_MAX_PIXELS for the user's own files)."""
-    with warnings.catch_warnings():  # Pillow's own bomb warning: the limit is checked here
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    with _size_checked_here():
         image = Image.open(source, formats=FORMATS)
     width, height = image.size
     if width * height > max_pixels:
@@ -69,8 +77,7 @@ def to_shape(image: Image.Image, shape: tuple) -> np.ndarray:
     mode = "L" if channels == 1 else "RGB"
     if image.format == "JPEG":
         image.draft(mode, (height, width) if on_its_side(image) else (width, height))
-    with warnings.catch_warnings():  # the size was checked when the file was opened
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    with _size_checked_here():
         image = ImageOps.exif_transpose(image).convert(mode)
     if image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
