@@ -23,11 +23,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from sgan import data, evaluate  # noqa: E402
-from sgan.baseline import train_baseline  # noqa: E402
+from sgan import data  # noqa: E402
 from sgan.config import preset  # noqa: E402
-from sgan.download import download_mnist  # noqa: E402
-from sgan.train import train  # noqa: E402
+from sgan.data.download import download_mnist  # noqa: E402
+from sgan.evaluation import evaluate  # noqa: E402
+from sgan.evaluation.baseline import train_baseline  # noqa: E402
+from sgan.training.train import train  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 

@@ -1,4 +1,4 @@
-"""The supervised-only baseline's accuracy against its number of steps, to choose `sgan.baseline.STEPS` on validation.
+"""The supervised-only baseline's accuracy against its number of steps, to choose `sgan.evaluation.baseline.STEPS` on validation.
 
     python benchmarks/baseline_steps.py --steps 1000 2500 --seeds 0 1
 
@@ -15,8 +15,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from sgan import baseline, data, evaluate  # noqa: E402
+from sgan import data, evaluate  # noqa: E402
 from sgan.config import preset  # noqa: E402
+from sgan.evaluation import baseline
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 

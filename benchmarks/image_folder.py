@@ -44,7 +44,7 @@ def write_folder(dataset, labeled: np.ndarray, out: Path):
 
 def sgan(*args, env=None) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "sgan.cli", *map(str, args)], check=True, env=env,
+    subprocess.run([sys.executable, "-m", "cli", *map(str, args)], check=True, env=env,
                    stdout=subprocess.DEVNULL)
     return round(time.perf_counter() - started, 1)
 

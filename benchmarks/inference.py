@@ -46,7 +46,7 @@ def http_figures(model: Path, image: np.ndarray, requests: int) -> dict:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "sgan.cli", "serve", str(model), "--port", str(port)])
+    server = subprocess.Popen([sys.executable, "-m", "cli", "serve", str(model), "--port", str(port)])
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             for _ in range(150):

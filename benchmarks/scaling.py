@@ -21,9 +21,10 @@ def worker(args):
     import numpy as np
     import tensorflow as tf
 
-    from sgan import data, distributed
+    from sgan import data
     from sgan.config import preset
-    from sgan.train import LABELED_STREAM, UNLABELED_STREAM, build, make_train_step
+    from sgan.distributed import horovod as distributed
+    from sgan.training.train import LABELED_STREAM, UNLABELED_STREAM, build, make_train_step
 
     dist = distributed.init()
     dataset = data.load(args.data)

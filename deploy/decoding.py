@@ -12,6 +12,7 @@ import orjson
 
 from sgan import images
 
+
 class RequestError(Exception):
     """A client error: the status and the one-line message of the JSON error body."""
 

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from sgan import atomic, images
 from sgan.errors import UserError
 
+
 def image_files(paths) -> list[Path]:
     """The files among `paths`, folders replaced by the PNG/JPEG files below them."""
     return [f for path in map(Path, paths) for f in (images.image_files(path) if path.is_dir() else [path])]
@@ -105,7 +106,7 @@ def suggest_for_run(run_dir, count: int = 32) -> tuple[list[dict], int]:
     import json
 
     from deploy.runtime import Classifier
-    from sgan.dataset import UNLABELED
+    from sgan.data.dataset import UNLABELED
     from sgan.run import RunDir
 
     run = RunDir(run_dir)

@@ -21,7 +21,7 @@ from sgan.run import RunDir
 
 FILES = ("model.onnx", "model.int8.onnx", "metrics.json", "manifest.json", "onnx_report.json", "config.json",
          "provenance.json", "confusion_matrix.png", "samples.png", "learning_curves.png",
-         "generator.keras", "discriminator.keras")  # the weights a warm start begins from (sgan.warm)
+         "generator.keras", "discriminator.keras")  # the weights a warm start begins from (sgan.training.warm)
 
 
 class GateFailed(UserError):

@@ -22,7 +22,8 @@ from prefect.artifacts import (
 )
 
 from pipeline import provenance
-from sgan import atomic, launch
+from sgan import atomic
+from sgan.distributed import launch
 from sgan.errors import ERROR_PREFIX, EXIT_USER_ERROR, UserError
 from sgan.run import RunDir
 
@@ -46,7 +47,7 @@ def _dataset_key(context, parameters) -> str:
 def prepare_dataset(data: str | None, labels: int | None, seed: int, image_size: str | None,
                     channels: int | None) -> dict:
     from sgan import data as datasets
-    from sgan.download import download_mnist
+    from sgan.data.download import download_mnist
     from sgan.images import parse_size
 
     try:
@@ -69,7 +70,7 @@ def train(run_dir: Path, manifest: dict, options: list[str]):
     """Runs `sgan train` (horovodrun underneath), streaming its log into Prefect; resumes if checkpoints exist."""
     logger = get_run_logger()
     RunDir(run_dir).write_manifest(manifest)
-    command = [sys.executable, "-m", "sgan.cli", "train", "--run-dir", str(run_dir), *options]
+    command = [sys.executable, "-m", "cli", "train", "--run-dir", str(run_dir), *options]
     logger.info("%s", " ".join(command))
     progress = create_progress_artifact(0.0, description="training iterations done (%)")
     reported = -1
@@ -97,7 +98,7 @@ def train(run_dir: Path, manifest: dict, options: list[str]):
 
 @task
 def evaluate(run_dir: Path) -> dict:
-    from sgan.evaluate_run import evaluate_run
+    from sgan.evaluation.report import evaluate_run
 
     return evaluate_run(run_dir)
 
@@ -156,7 +157,7 @@ def _model_card_artifact(version_dir: Path, promoted: bool):
 
 def _warm_start_from(models_root: Path, manifest: dict) -> Path | None:
     """The version `latest` serves, if a run on this data can start from its weights; else says why not."""
-    from sgan import warm
+    from sgan.training import warm
 
     if not (models_root / "latest").is_dir():
         print("warm start: no model in production yet, so training starts from scratch")

@@ -7,15 +7,15 @@ from sgan.errors import UserError
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 ALGORITHMS = ("reference", "feature_matching")
-ARCHITECTURES = ("conv", "mlp", "wn-conv", "conv-gap", "auto")  # see sgan.models; auto: see for_images
-AUGMENTATIONS = ("shifts", "photos", "auto")  # see sgan.augment; auto: see for_images
+ARCHITECTURES = ("conv", "mlp", "wn-conv", "conv-gap", "auto")  # see sgan.models.networks; auto: see for_images
+AUGMENTATIONS = ("shifts", "photos", "auto")  # see sgan.data.augment; auto: see for_images
 POSITIVE = ("iterations", "batch_size", "learning_rate", "z_dim", "checkpoint_every", "log_every", "eval_every")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     iterations: int = 6000  # with a time budget: the most it may run
-    time_budget: float = 0.0  # > 0: seconds of training; the count that fits is set after the first ones (sgan.budget)
+    time_budget: float = 0.0  # > 0: seconds of training; the count that fits is set after the first ones (budget.py)
     batch_size: int = 32  # per worker
     learning_rate: float = 1e-3  # Adam, for each update
     beta_1: float = 0.9
@@ -37,11 +37,11 @@ class TrainConfig:
     ema_decay: float = 0.0  # > 0: evaluate and export an exponential moving average of D's weights
     balanced_labeled: bool = False  # every global labeled batch holds the same number of each class
     validation: int = 0  # training images held out (unlabeled and unused) to watch accuracy during training
-    pseudo_label_weight: float = 0.0  # > 0: FixMatch term on unlabeled images (feature_matching; sgan.losses)
+    pseudo_label_weight: float = 0.0  # > 0: FixMatch term on unlabeled images (feature_matching; sgan.models.losses)
     pseudo_label_threshold: float = 0.95  # ... counting only predictions at least this confident
     max_shift: int = 2  # ... whose targets are learnt on copies shifted by up to this many pixels
-    augment: str = "shifts"  # shifts (digits) | photos (flips, shifts, colour, cut-out) | auto (by shape): sgan.augment
-    warm_start: str = ""  # a trained model's folder whose weights the run starts from (sgan.warm)
+    augment: str = "shifts"  # shifts (digits) | photos (flips, shifts, colour, cut-out) | auto (by shape): augment.py
+    warm_start: str = ""  # a trained model's folder whose weights the run starts from (sgan.training.warm)
     unsupervised_weight: float = 1.0  # the real/fake term's weight in D's loss (feature_matching)
     gan: bool = True  # False: no generator and no real/fake term, to measure what the GAN adds (feature_matching)
 

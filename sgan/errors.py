@@ -1,6 +1,8 @@
-"""The one exception type that means "the user asked for something wrong", and a full disk said as one."""
+"""The one exception type that means "the user asked for something wrong", a full disk said as one, and the
+one line with exit 2 that both become."""
 
 import errno
+import sys
 from contextlib import contextmanager
 
 NO_SPACE = "No space left on device"  # how TensorFlow's file errors say ENOSPC
@@ -33,3 +35,22 @@ def writing(what):
             raise UserError(f"no space left on device writing {what}; free some space and run the same command "
                             "again (nothing was written under its final name)") from None
         raise
+
+
+def exit_code(work) -> int:
+    """Runs `work()`; a user error, a missing TensorFlow or a full disk becomes one line on stderr and exit 2."""
+    try:
+        return work() or 0
+    except UserError as e:
+        message = str(e)
+    except ModuleNotFoundError as e:
+        if e.name != "tensorflow":
+            raise
+        message = "TensorFlow is not installed: pip install 'sgan[cpu]' (or 'sgan[gpu]' for CUDA)"
+    except Exception as e:
+        if not no_space(e):
+            raise
+        message = (f"no space left on device ({str(e).strip().splitlines()[-1]}); free some space and run the same "
+                   "command again")
+    print(f"{ERROR_PREFIX}{message}", file=sys.stderr)
+    return EXIT_USER_ERROR

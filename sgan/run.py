@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from sgan import data
-from sgan.dataset import Dataset
+from sgan.data.dataset import Dataset
 from sgan.errors import UserError, first_line
 
 
@@ -53,7 +53,7 @@ class RunDir:
 
         import keras
 
-        import sgan.models  # noqa: F401 - registers the custom layers a saved model may hold
+        import sgan.models.networks  # noqa: F401 - registers the custom layers a saved model may hold
 
         path = self.path / f"{name}.keras"
         if not path.exists():

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sgan import idx
+from sgan.data import idx
 
-# The console script a user types (not `python -m sgan.cli`): what a user runs is what the tests run.
+# The console script a user types (not `python -m cli`): what a user runs is what the tests run.
 SGAN = str(Path(sys.executable).with_name("sgan"))
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
@@ -63,7 +63,7 @@ def exported_run(tmp_path_factory):
     from deploy.export import export_run
     from sgan import atomic, data
     from sgan.config import TrainConfig
-    from sgan.train import train
+    from sgan.training.train import train
 
     root = tmp_path_factory.mktemp("exported")
     dataset = data.load(write_idx_dataset(root / "data", n_train=400, n_test=200))

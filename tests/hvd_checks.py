@@ -12,10 +12,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sgan import data, distributed
+from sgan import data
 from sgan.config import TrainConfig
-from sgan.models import FEATURES
-from sgan.train import SGAN, descend, make_train_step, train
+from sgan.distributed import horovod as distributed
+from sgan.models.networks import FEATURES
+from sgan.training.train import SGAN, descend, make_train_step, train
 
 data_dir, run_dir, result_path = map(Path, sys.argv[1:4])
 dist = distributed.init()

@@ -27,7 +27,7 @@ def candidates(exported_run, tmp_path_factory):
     """The trained run, and a worse one: the same data and labels, 2 iterations instead of 60."""
     from deploy.export import export_run
     from sgan.config import TrainConfig
-    from sgan.train import train
+    from sgan.training.train import train
 
     root = tmp_path_factory.mktemp("candidates")
     good, worse = root / "good", root / "worse"

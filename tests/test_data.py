@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from conftest import write_idx_dataset
 
-from sgan import data, idx
+from sgan import data
+from sgan.data import idx
 from sgan.errors import UserError
 
 

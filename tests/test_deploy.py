@@ -12,7 +12,7 @@ from test_cli import sgan
 
 from deploy import export
 from deploy.runtime import Classifier, InputError
-from sgan import idx
+from sgan.data import idx
 from sgan.errors import UserError
 
 
@@ -31,7 +31,7 @@ def test_improved_preset_run_exports_with_parity(idx_dir, tmp_path):
     """The improved preset's saved model (custom weight-normalised layers, averaged weights) reloads and exports."""
     from sgan import atomic, data
     from sgan.config import preset
-    from sgan.train import train
+    from sgan.training.train import train
 
     dataset = data.load(idx_dir)
     labeled = data.choose_labeled(dataset.y_train, 20, 10, seed=0)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sgan.cli import build_parser
+from cli.main import build_parser
 from sgan.config import DEFAULT_PRESET
-from sgan.sources.image_folder import trainable_size
+from sgan.data.sources.image_folder import trainable_size
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

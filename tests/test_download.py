@@ -9,7 +9,7 @@ import pytest
 from conftest import SHARED_MNIST
 
 from sgan import data
-from sgan.download import MNIST_SHA256, download_mnist
+from sgan.data.download import MNIST_SHA256, download_mnist
 from sgan.errors import UserError
 
 pytestmark = pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="needs ../shared/data/mnist")

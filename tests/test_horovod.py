@@ -96,4 +96,4 @@ def test_a_killed_worker_ends_the_sgan_train_launcher_with_one_line(tmp_path):
 
 def workers_of(run: Path) -> list:
     return [p for p in psutil.process_iter(["cmdline"])
-            if p.info["cmdline"] and f"-m sgan.train --run-dir {run} " in " ".join(p.info["cmdline"])]
+            if p.info["cmdline"] and f"-m sgan.distributed.worker --run-dir {run} " in " ".join(p.info["cmdline"])]

@@ -3,7 +3,7 @@ import gzip
 import numpy as np
 import pytest
 
-from sgan import idx
+from sgan.data import idx
 from sgan.errors import UserError
 
 

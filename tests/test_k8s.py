@@ -16,7 +16,8 @@ def test_mpijob_launches_one_worker_per_gpu_slot_with_the_training_module():
     command = specs["Launcher"]["template"]["spec"]["containers"][0]["command"]
     workers = specs["Worker"]["replicas"] * job["spec"]["slotsPerWorker"]
     assert command[command.index("-np") + 1] == str(workers)
-    assert command[command.index("-m") + 1] == "sgan.train" and (ROOT / "sgan" / "train.py").exists()
+    assert command[command.index("-m") + 1] == "sgan.distributed.worker"
+    assert (ROOT / "sgan" / "distributed" / "worker.py").exists()
     worker = specs["Worker"]["template"]["spec"]["containers"][0]
     assert worker["resources"]["limits"]["nvidia.com/gpu"] == job["spec"]["slotsPerWorker"]
     assert command[command.index("--precision") + 1] in PRECISIONS

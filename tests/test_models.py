@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sgan import losses
 from sgan.config import for_images, preset
 from sgan.errors import UserError
-from sgan.models import (build_discriminator, build_generator, class_probabilities, initialize_from_data,
-                         real_probability, with_features)
+from sgan.models import losses
+from sgan.models.networks import (build_discriminator, build_generator, class_probabilities, initialize_from_data,
+                                  real_probability, with_features)
 
 
 @pytest.mark.parametrize("architecture", ["conv", "mlp", "wn-conv", "conv-gap"])
@@ -117,7 +117,7 @@ def test_pseudo_label_loss_counts_only_confident_predictions_and_never_moves_the
 
 
 def test_translate_moves_every_image_by_at_most_max_shift_and_repeats_for_a_seed():
-    from sgan.augment import random_shifts, translate
+    from sgan.data.augment import random_shifts, translate
 
     images = np.full((64, 12, 12, 1), -1.0, np.float32)
     images[:, 5, 6, 0] = 1.0  # one bright pixel away from the edges
@@ -133,7 +133,7 @@ def test_translate_moves_every_image_by_at_most_max_shift_and_repeats_for_a_seed
 
 
 def test_photo_views_flip_shift_recolour_and_cut_out_within_bounds_and_repeat_for_a_seed():
-    from sgan import augment
+    from sgan.data import augment
 
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(-1, 1, (256, 16, 16, 3)).astype(np.float32))

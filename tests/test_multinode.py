@@ -8,11 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+import nodes as simulated
 import pytest
 from conftest import SGAN, write_idx_dataset
 
-import nodes as simulated
-from sgan.launch import GLOO_TIMEOUT_S
+from sgan.distributed.launch import GLOO_TIMEOUT_S
 
 HOROVODRUN = Path(sys.executable).with_name("horovodrun")
 pytestmark = [pytest.mark.skipif(not HOROVODRUN.exists(), reason="needs Horovod (scripts/make-env.sh)"),
@@ -71,7 +71,7 @@ def test_a_killed_worker_stops_the_job_everywhere_and_a_rerun_resumes(cluster, p
         while not (prepared / "checkpoints" / "ckpt-40.index").exists():
             assert time.time() < deadline and launcher.poll() is None, "no checkpoint appeared"
             time.sleep(0.2)
-        rank1 = cluster.processes_matching(f"sgan.train --run-dir {prepared}")["node2"]
+        rank1 = cluster.processes_matching(f"sgan.distributed.worker --run-dir {prepared}")["node2"]
         assert len(rank1) == 1
         killed_at = time.time()
         subprocess.run(["kill", "-9", str(rank1[0])], check=True)
@@ -85,7 +85,7 @@ def test_a_killed_worker_stops_the_job_everywhere_and_a_rerun_resumes(cluster, p
     resumed_from = int(re.search(r"resume from iteration (\d+)", message).group(1))
     assert message.startswith("sgan: error: training failed: worker 1 on node2 exited with code"), message
     assert resumed_from >= 40 and stopped_in < 60
-    assert cluster.processes_matching(f"sgan.train --run-dir {prepared}") == {"node1": [], "node2": []}
+    assert cluster.processes_matching(f"sgan.distributed.worker --run-dir {prepared}") == {"node1": [], "node2": []}
 
     code, out, err = on_node1(cluster, "train", "--run-dir", prepared, "--hosts", HOSTS, "--iterations",
                               resumed_from + 4, "--batch-size", 8, "--checkpoint-every", 20)
@@ -94,7 +94,7 @@ def test_a_killed_worker_stops_the_job_everywhere_and_a_rerun_resumes(cluster, p
     assert (prepared / "checkpoints" / f"ckpt-{resumed_from + 4}.index").exists()
     events = list((prepared / "tensorboard").glob("events.out.tfevents.*"))
     assert events and all(".node1." in e.name for e in events), events  # rank 1, on node2, wrote nothing
-    assert not any(cluster.processes_matching("sgan.train").values())
+    assert not any(cluster.processes_matching("sgan.distributed.worker").values())
 
 
 def test_a_node_that_vanishes_stops_the_job_within_the_gloo_timeout_and_a_rerun_resumes(cluster, prepared):
@@ -121,14 +121,14 @@ def test_a_node_that_vanishes_stops_the_job_within_the_gloo_timeout_and_a_rerun_
     message = err.strip().splitlines()[-1]
     assert re.match(r"sgan: error: training failed: worker \d on node\d exited with code", message), message
     assert stopped_in < GLOO_TIMEOUT_S + 60, stopped_in
-    assert cluster.processes_matching(f"sgan.train --run-dir {prepared}")["node1"] == []
+    assert cluster.processes_matching(f"sgan.distributed.worker --run-dir {prepared}")["node1"] == []
     resumed_from = int(re.search(r"resume from iteration (\d+)", message).group(1))
     assert resumed_from >= 40
 
     code, out, err = on_node1(cluster, *train[:-len(ssh)], "--iterations", resumed_from + 4)
     assert code == 0, out[-3000:] + err[-3000:]
     assert f"from iteration {resumed_from}" in out
-    assert not any(cluster.processes_matching(f"sgan.train --run-dir {prepared}").values())
+    assert not any(cluster.processes_matching(f"sgan.distributed.worker --run-dir {prepared}").values())
 
 
 def test_the_flow_trains_across_nodes(cluster, tmp_path):

@@ -165,7 +165,7 @@ def test_killed_training_is_resumed_by_the_retry(workspace):
         assert time.time() < deadline and process.poll() is None, "no checkpoint appeared"
         time.sleep(0.1)
     trainers = [p for p in psutil.process_iter(["cmdline"])
-                if "sgan.cli" in (p.info["cmdline"] or []) and "train" in p.info["cmdline"]
+                if "cli" in (p.info["cmdline"] or []) and "train" in p.info["cmdline"]
                 and str(tmp) in " ".join(p.info["cmdline"])]
     assert len(trainers) == 1
     trainers[0].send_signal(signal.SIGKILL)

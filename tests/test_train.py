@@ -6,9 +6,9 @@ import tensorflow as tf
 
 from sgan import data
 from sgan.config import TrainConfig, preset
-from sgan.distributed import Distribution
+from sgan.distributed.horovod import Distribution
 from sgan.errors import UserError
-from sgan.train import build, make_train_step, train
+from sgan.training.train import build, make_train_step, train
 
 TINY = TrainConfig(iterations=6, batch_size=8, z_dim=16, log_every=1, eval_every=3, checkpoint_every=100)
 # The improved preset's algorithm and model at a tiny size: feature matching, MLP, noise, EMA, balanced batches.
@@ -60,7 +60,7 @@ def test_resume_continues_the_step_counter_and_matches_an_uninterrupted_run(tiny
 
 
 def test_a_time_budget_sets_the_count_once_and_makes_the_run_that_count_would(tiny, tmp_path, monkeypatch):
-    from sgan import budget
+    from sgan.training import budget
 
     monkeypatch.setattr(budget, "SKIP", 10)  # a shorter timing than a real run's, for a budget of seconds
     monkeypatch.setattr(budget, "WINDOW", 40)
@@ -175,7 +175,7 @@ def test_mixed_precision_trains_with_float32_logits_and_weights(tiny, precision)
 
 
 def test_learning_rate_warms_up_to_the_worker_count_and_decays_to_zero():
-    from sgan.train import LearningRate
+    from sgan.training.train import LearningRate
 
     schedule = LearningRate(base=1e-3, factor=4, warmup=100, decay_from=1000, total=2000)
     rates = [float(schedule(step)) for step in (0, 50, 100, 1000, 1500, 2000)]
@@ -188,7 +188,7 @@ def test_learning_rate_warms_up_to_the_worker_count_and_decays_to_zero():
 
 
 def test_time_to_accuracy_is_the_first_evaluation_at_each_milestone():
-    from sgan.evaluate import time_to_accuracy
+    from sgan.evaluation.evaluate import time_to_accuracy
 
     history = [{"step": 1, "seconds": 5.0}, {"step": 2, "seconds": 10.0, "validation_accuracy": 0.951},
                {"step": 3, "seconds": 20.0, "validation_accuracy": 0.94},
@@ -198,7 +198,7 @@ def test_time_to_accuracy_is_the_first_evaluation_at_each_milestone():
 
 
 def test_the_baseline_trains_as_many_steps_as_the_sgan_up_to_its_cap(tiny, monkeypatch, capsys):
-    from sgan import baseline
+    from sgan.evaluation import baseline
 
     dataset, labeled = tiny
     monkeypatch.setattr(baseline, "STEPS", 4)

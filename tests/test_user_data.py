@@ -14,7 +14,7 @@ from conftest import SGAN, synthetic_images, write_image_folder
 from PIL import Image
 
 from sgan import data
-from sgan.dataset import UNLABELED
+from sgan.data.dataset import UNLABELED
 from sgan.errors import UserError
 
 
@@ -140,7 +140,7 @@ def test_both_presets_train_and_export_other_shapes(tmp_path, preset, shape):
     from deploy.runtime import Classifier
     from sgan import atomic
     from sgan.config import preset as named
-    from sgan.train import train
+    from sgan.training.train import train
 
     folder = write_image_folder(tmp_path / "data", classes=("a", "b"), labeled_per_class=5, unlabeled=30,
                                 size=shape[:2], mode="L" if shape[2] == 1 else "RGB")

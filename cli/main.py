@@ -1,4 +1,5 @@
-"""The `sgan` command line. User errors print one line and exit 2; no tracebacks for bad input."""
+"""The `sgan` command line, above the core (`sgan/`), the deployment (`deploy/`) and the flows (`pipeline/`).
+User errors print one line and exit 2; no tracebacks for bad input."""
 
 import argparse
 import dataclasses
@@ -11,14 +12,14 @@ import numpy as np
 
 from deploy.serve import add_arguments as add_serve_arguments
 from sgan import data
-from sgan.config import (ARCHITECTURES, AUGMENTATIONS, DEFAULT_PRESET, OWN_DATA_TIME_BUDGET, PRECISIONS, PRESET_HELP,
-                         PRESETS, for_images, preset)
-from sgan.errors import ERROR_PREFIX, EXIT_USER_ERROR, UserError, no_space
+from sgan.config import ARCHITECTURES, AUGMENTATIONS, OWN_DATA_TIME_BUDGET, PRECISIONS, PRESET_HELP, PRESETS
+from sgan.errors import UserError, exit_code
 from sgan.run import RunDir
+from sgan.training import options
 
 
 def cmd_prepare(args):
-    from sgan.download import download_mnist
+    from sgan.data.download import download_mnist
 
     source = args.data if args.data else download_mnist(args.download_dir)
     dataset = data.load(source, **_source_options(args))
@@ -37,82 +38,42 @@ def _source_options(args) -> dict:
     return {k: v for k, v in options.items() if v is not None}
 
 
-# `sgan train` options that map onto TrainConfig fields (None: keep the preset's value).
-TRAIN_OPTIONS = {
-    "--iterations": dict(type=int, help="with --time-budget, the most it may run"),
-    "--time-budget": dict(type=float, metavar="SECONDS", help="train for about this long: the iteration count "
-                          "(and the learning rate's decay) is set from the speed measured over the first iterations"),
-    "--batch-size": dict(type=int, help="per worker; the global batch is workers x this"),
-    "--checkpoint-every": dict(type=int),
-    "--eval-every": dict(type=int),
-    "--precision": dict(choices=PRECISIONS),
-    "--scale-lr": dict(action="store_const", const=True, help="multiply the learning rate by the worker count"),
-    "--warmup-iterations": dict(type=int, help="reach the scaled learning rate over this many iterations"),
-    "--warm-start": dict(metavar="FOLDER", help="start from this model's weights: a published version, a models "
-                         "root (its latest) or a trained run folder, for the same classes and images"),
-    "--architecture": dict(choices=ARCHITECTURES, help="the networks; auto (the improved preset's) picks wn-conv for "
-                           "grey images up to 32 pixels a side, conv-gap for colour or larger ones"),
-    "--augment": dict(choices=AUGMENTATIONS, help="shifts (digits) or photos (flips, shifts, colour, cut-out); auto "
-                      "(the improved preset's) picks shifts for grey images up to 32 pixels a side, photos otherwise"),
-}
-
-
-def _train_overrides(args) -> dict:
-    return {option[2:].replace("-", "_"): getattr(args, option[2:].replace("-", "_")) for option in TRAIN_OPTIONS}
-
-
 def cmd_train(args):
-    from sgan import launch
+    from sgan.distributed import launch, worker
+    from sgan.training import memory, resume, warm
 
     run = RunDir(args.run_dir)
     manifest = run.manifest()
-    if manifest["labeled_by"] == "source" and args.iterations is None and args.time_budget is None:
-        args.time_budget = OWN_DATA_TIME_BUDGET  # passed on to the workers with the other options
-        if "HOROVOD_RANK" not in os.environ:
-            print(f"your own images: training for about {OWN_DATA_TIME_BUDGET / 60:.0f} minutes (--time-budget SECONDS "
-                  "or --iterations COUNT to change it)", flush=True)
-    cfg = for_images(preset(args.preset, seed=manifest["seed"], **_train_overrides(args)),
-                     tuple(manifest["dataset"]["image_shape"]))
+    cfg = options.config(args, manifest)
+    if args.time_budget is None and cfg.time_budget == OWN_DATA_TIME_BUDGET:
+        print(f"your own images: training for about {OWN_DATA_TIME_BUDGET / 60:.0f} minutes (--time-budget SECONDS "
+              "or --iterations COUNT to change it)", flush=True)
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers {args.workers} must be at least 1")
     hosts = launch.parse_hosts(args.hosts) if args.hosts else None
     workers = launch.worker_count(args.workers, hosts)
-    if "HOROVOD_RANK" not in os.environ:  # the launcher, or a lone process: checked once, before any worker starts
-        from sgan import memory, resume, warm
-
-        if cfg.warm_start:  # workers get the version `latest` points to now, even if it moves while they start
-            args.warm_start = str(warm.source(cfg.warm_start, manifest, cfg))
-            cfg = dataclasses.replace(cfg, warm_start=args.warm_start)
-
-        memory.check(cfg, tuple(manifest["dataset"]["image_shape"]), manifest["dataset"]["num_classes"],
-                     max(h.slots for h in hosts) if hosts else workers)
-        resume.check_config(run.path, cfg.to_dict())
-        resume.fall_back(run.path)
-    if workers > 1 or hosts:
-        run.dataset()  # the data is valid and unchanged here before any worker starts
-        ssh = launch.Ssh(args.ssh_port, str(args.ssh_identity_file) if args.ssh_identity_file else None)
-        run_dir = args.run_dir.resolve()
-        if hosts:
-            launch.preflight(hosts, ssh, {"interpreter": sys.executable, "run folder": run_dir,
-                                          "data": manifest["dataset"]["source"]})
-        options = ["--preset", args.preset]
-        for option, value in zip(TRAIN_OPTIONS, _train_overrides(args).values()):
-            options += [option] if value is True else [option, str(value)] if value is not None else []
-        command = launch.horovodrun_command(workers, hosts, ssh, args.network_interface,
-                                            launch.worker_command(run_dir, options))
-        return launch.run(command, hosts, ssh, run_dir)
-
-    from sgan import distributed
-    from sgan.train import train
-
-    dist = distributed.init()
-    train(cfg, run.dataset(), run.labeled(), args.run_dir, dist)
-    if dist.is_chief:
-        print(f"trained {run.config().iterations} iterations; models and checkpoints in {args.run_dir}")
+    if cfg.warm_start:  # workers get the version `latest` points to now, even if it moves while they start
+        args.warm_start = str(warm.source(cfg.warm_start, manifest, cfg))
+        cfg = dataclasses.replace(cfg, warm_start=args.warm_start)
+    memory.check(cfg, tuple(manifest["dataset"]["image_shape"]), manifest["dataset"]["num_classes"],
+                 max(h.slots for h in hosts) if hosts else workers)
+    resume.check_config(run.path, cfg.to_dict())
+    resume.fall_back(run.path)
+    if workers == 1 and not hosts:
+        return worker.train_here(run, cfg)
+    run.dataset()  # the data is valid and unchanged here before any worker starts
+    ssh = launch.Ssh(args.ssh_port, str(args.ssh_identity_file) if args.ssh_identity_file else None)
+    run_dir = args.run_dir.resolve()
+    if hosts:
+        launch.preflight(hosts, ssh, {"interpreter": sys.executable, "run folder": run_dir,
+                                      "data": manifest["dataset"]["source"]})
+    command = launch.horovodrun_command(workers, hosts, ssh, args.network_interface,
+                                        launch.worker_command(run_dir, options.as_arguments(args)))
+    return launch.run(command, hosts, ssh, run_dir)
 
 
 def cmd_evaluate(args):
-    from sgan.evaluate_run import evaluate_run
+    from sgan.evaluation.report import evaluate_run
 
     metrics = evaluate_run(args.run_dir, baseline=not args.no_baseline)
     baseline = metrics.get("baseline_test_accuracy")
@@ -143,7 +104,7 @@ def _percent(value) -> str:
 
 def _read_arrays(path: Path):
     """.npy -> as stored; anything else is read as an IDX file."""
-    from sgan import idx
+    from sgan.data import idx
 
     if path.suffix.lower() == ".npy":
         try:
@@ -294,16 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.set_defaults(func=cmd_prepare)
 
     train = commands.add_parser("train", help="train the SGAN (resumes from the latest checkpoint)")
-    train.add_argument("--run-dir", type=Path, required=True)
-    train.add_argument("--preset", default=DEFAULT_PRESET, choices=PRESETS, help=PRESET_HELP)
+    options.add_arguments(train)
     train.add_argument("--workers", type=int, help="Horovod workers on this host (horovodrun); with --hosts, must "
                                                    "equal the slots")
     train.add_argument("--hosts", help="nodes with slots, e.g. node1:4,node2:4 (8 workers; passed to horovodrun -H)")
     train.add_argument("--ssh-port", type=int, help="the nodes' ssh port (default 22)")
     train.add_argument("--ssh-identity-file", type=Path, help="the ssh key that reaches every node")
     train.add_argument("--network-interface", help="the interface(s) Horovod uses between nodes, e.g. eth0")
-    for option, spec in TRAIN_OPTIONS.items():
-        train.add_argument(option, **spec)
     train.set_defaults(func=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="metrics, baseline, confusion matrix and sample images")
@@ -380,24 +338,4 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args) or 0
-    except UserError as e:
-        print(f"{ERROR_PREFIX}{e}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except ModuleNotFoundError as e:
-        if e.name != "tensorflow":
-            raise
-        print(f"{ERROR_PREFIX}TensorFlow is not installed: pip install 'sgan[cpu]' (or 'sgan[gpu]' for CUDA)",
-              file=sys.stderr)
-        return EXIT_USER_ERROR
-    except Exception as e:
-        if not no_space(e):
-            raise
-        print(f"{ERROR_PREFIX}no space left on device ({str(e).strip().splitlines()[-1]}); free some space and run "
-              "the same command again", file=sys.stderr)
-        return EXIT_USER_ERROR
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return exit_code(lambda: args.func(args))

@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sgan import images
-from sgan.dataset import UNLABELED, Dataset, validated
+from sgan.data.dataset import UNLABELED, Dataset, validated
 from sgan.errors import UserError, writing
 
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}

@@ -25,15 +25,19 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from sgan import atomic, augment, data, distributed, precision, warm
-from sgan.budget import Budget
+from sgan import atomic, data
 from sgan.config import TrainConfig, for_images
-from sgan.dataset import Dataset
+from sgan.data import augment
+from sgan.data.dataset import Dataset
+from sgan.distributed import horovod as distributed
 from sgan.errors import UserError, writing
-from sgan.evaluate import accuracy, load_history
-from sgan.losses import (feature_matching_loss, generator_loss, pseudo_label_loss, supervised_loss,
-                         unsupervised_loss)
-from sgan.models import build_discriminator, build_generator, initialize_from_data, with_features
+from sgan.evaluation.evaluate import accuracy, load_history
+from sgan.models import precision
+from sgan.models.losses import (feature_matching_loss, generator_loss, pseudo_label_loss, supervised_loss,
+                                unsupervised_loss)
+from sgan.models.networks import build_discriminator, build_generator, initialize_from_data, with_features
+from sgan.training import warm
+from sgan.training.budget import Budget
 
 LABELED_STREAM, UNLABELED_STREAM = 0, 1
 INIT_SIZE = 500  # unlabeled images for the data-dependent initialisation of weight-normalised layers
@@ -344,10 +348,3 @@ def train(config: TrainConfig, dataset: Dataset, labeled: np.ndarray, run_dir, d
                 model.save(tmp)
     return sgan
 
-
-if __name__ == "__main__":  # `horovodrun -np N python -m sgan.train --run-dir ...` starts each worker here
-    import sys
-
-    from sgan.cli import main
-
-    sys.exit(main(["train", *sys.argv[1:]]))

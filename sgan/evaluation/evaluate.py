@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from sgan import atomic, data
-from sgan.dataset import Dataset
+from sgan.data.dataset import Dataset
 
 MILESTONES = (0.95, 0.97, 0.98, 0.99)  # validation accuracies whose training time is reported
 

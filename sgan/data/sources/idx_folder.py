@@ -3,8 +3,8 @@
 import hashlib
 from pathlib import Path
 
-from sgan import idx
-from sgan.dataset import Dataset, validated
+from sgan.data import idx
+from sgan.data.dataset import Dataset, validated
 from sgan.errors import UserError
 
 IDX_FILES = {

@@ -15,7 +15,7 @@ def load(source, image_size: tuple | None = None, channels: int | None = None, c
     """The validated `dataset.Dataset` at `source`. `image_size` (H, W) and `channels` apply to image folders, whose
     decoded images are cached (content-addressed, memory-mapped) under `cache_dir`; `listing_sha256`, recorded in a
     manifest, lets a cached folder load without re-reading its files."""
-    from sgan.sources import idx_folder, image_folder, npz
+    from sgan.data.sources import idx_folder, image_folder, npz
 
     path = Path(source)
     if path.is_dir() and (path / "labeled").is_dir():

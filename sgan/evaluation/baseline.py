@@ -12,12 +12,12 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from sgan import augment, data
+from sgan import data
 from sgan.config import TrainConfig, for_images
-from sgan.dataset import Dataset
-from sgan.losses import supervised_loss
-from sgan.train import LABELED_STREAM, build_discriminator_for, learning_rate
-
+from sgan.data import augment
+from sgan.data.dataset import Dataset
+from sgan.models.losses import supervised_loss
+from sgan.training.train import LABELED_STREAM, build_discriminator_for, learning_rate
 
 STEPS = 1000
 

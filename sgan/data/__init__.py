@@ -10,7 +10,7 @@ import itertools
 
 import numpy as np
 
-from sgan.dataset import UNLABELED, Dataset
+from sgan.data.dataset import UNLABELED, Dataset
 from sgan.errors import UserError
 
 DEFAULT_LABELS = 100  # labeled examples drawn from fully labeled (benchmark) data when not said otherwise
@@ -18,7 +18,7 @@ DEFAULT_LABELS = 100  # labeled examples drawn from fully labeled (benchmark) da
 
 def load(source, **options) -> Dataset:
     """The validated dataset at `source` (see sgan/sources: image folders, .npz files, IDX folders)."""
-    from sgan import sources
+    from sgan.data import sources
 
     return sources.load(source, **options)
 

@@ -1,7 +1,9 @@
 """Evaluates a trained run directory: metrics, the supervised-only baseline, and the pictures."""
 
-from sgan import atomic, evaluate
-from sgan.baseline import steps as baseline_steps, train_baseline
+from sgan import atomic
+from sgan.evaluation import evaluate
+from sgan.evaluation.baseline import steps as baseline_steps
+from sgan.evaluation.baseline import train_baseline
 from sgan.run import RunDir
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sgan.errors import UserError
-from sgan.resume import latest_checkpoint
+from sgan.training.resume import latest_checkpoint
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
 # A worker waiting on a peer that vanished (a node off the network) gives up after this long, and the job stops.
@@ -138,7 +138,7 @@ def horovodrun_command(workers: int, hosts: list[Host] | None, ssh: Ssh, network
     return command + worker_command
 
 
-WORKER_MODULE = "sgan.train"
+WORKER_MODULE = "sgan.distributed.worker"
 
 
 def worker_command(run_dir: Path, options: list[str]) -> list[str]:

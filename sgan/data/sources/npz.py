@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sgan.dataset import UNLABELED, Dataset, validated
+from sgan.data.dataset import UNLABELED, Dataset, validated
 from sgan.errors import UserError
 
 FULL = ("x_train", "y_train", "x_test", "y_test")

@@ -1,0 +1,1 @@
+"""The `sgan` command: the entry point above `sgan/`, `deploy/` and `pipeline/`."""
