@@ -28,6 +28,7 @@ from sgan.errors import ERROR_PREFIX, EXIT_USER_ERROR, UserError
 from sgan.run import RunDir
 
 PLACEMENT = ("--workers", "--hosts", "--ssh-port", "--ssh-identity-file", "--network-interface", "--checkpoint-every")
+DEFAULT_WORKERS = 2  # with Horovod installed; one without it
 PROGRESS = re.compile(r"sgan train:\s+\d+%.*?\|\s*(\d+)/(\d+)")  # tqdm: "sgan train:  45%|███  | 270/600"
 
 
@@ -239,7 +240,7 @@ def sgan_pipeline(
         print("no test set: the model will be trained and exported, but it is unevaluated (no test accuracy)")
     options = ["--preset", preset, "--precision", precision]
     if workers is None and hosts is None:  # with hosts, their slots say how many
-        workers = 2 if launch.horovodrun() else 1
+        workers = DEFAULT_WORKERS if launch.horovodrun() else 1
         if workers == 1:
             print("Horovod is not installed: training with one worker (`make env` builds an environment with it)")
     count = launch.worker_count(workers, launch.parse_hosts(hosts) if hosts else None)
