@@ -24,4 +24,5 @@ run: env
 
 test: env
 	scripts/test-hosts.sh
+	scripts/test-browser.sh
 	$(VENV)/bin/python -m pytest -q

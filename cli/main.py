@@ -13,7 +13,7 @@ import numpy as np
 from deploy.serve import add_arguments as add_serve_arguments
 from sgan import data
 from sgan.config import ARCHITECTURES, AUGMENTATIONS, OWN_DATA_TIME_BUDGET, PRECISIONS, PRESET_HELP, PRESETS
-from sgan.errors import UserError, exit_code
+from sgan.errors import EXIT_USER_ERROR, UserError, exit_code
 from sgan.run import RunDir
 from sgan.training import options
 
@@ -197,6 +197,50 @@ def cmd_serve(args):
     run(args)
 
 
+def cmd_label(args):
+    from deploy.labeler import Labeler, Retraining
+
+    if args.model.is_dir() and args.model.name != "models":
+        raise UserError(f"{args.model}: a models root is the flow's OUTPUT_ROOT/models (or name an .onnx file)")
+    output_root = args.model.parent if args.model.is_dir() else args.output_root
+    command = [sys.executable, "-m", "cli", "pipeline", "--data", str(args.folder.resolve()), "--warm-start",
+               "--output-root", str(output_root.resolve())]
+    for option in ("iterations", "workers", "accuracy_gate"):
+        value = getattr(args, option)
+        command += [f"--{option.replace('_', '-')}", str(value)] if value is not None else []
+    models_root = output_root / "models"
+    if args.retrain:
+        retraining = Retraining(command, models_root, on_promoted=lambda: None, echo=True)
+        retraining.start()
+        return _report_retraining(retraining.wait())
+
+    labeler = Labeler(args.folder, args.model)
+
+    def promoted():  # rank by the new model from now on
+        labeler.model = models_root
+        labeler.load_model()
+
+    import uvicorn
+
+    from deploy.label_app import create_app
+
+    app = create_app(labeler, Retraining(command, models_root, on_promoted=promoted))
+    print(f"sgan label: {len(labeler.ranked)} unlabeled images ranked by {labeler.served.version}; open "
+          f"http://127.0.0.1:{args.port}/", file=sys.stderr, flush=True)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+
+
+def _report_retraining(status: dict) -> int:
+    after, before = status["after"], status["before"]
+    if after is None:
+        print("\n".join(status["log"]), file=sys.stderr)
+        raise UserError(f"the retraining flow run published no new version (exit code {status['exit_code']})")
+    was = f"{before['version']} {_percent(before['test_accuracy'])}" if before else "no model before"
+    print(f"{after['version']}: test accuracy {_percent(after['test_accuracy'])} against {was}; "
+          + ("promoted to latest" if status["promoted"] else f"not promoted ({after['reason']})"))
+    return 0 if status["promoted"] else EXIT_USER_ERROR
+
+
 def cmd_pipeline(args):
     import time
 
@@ -296,6 +340,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="HTTP prediction service (v1 and KServe v2 APIs, Prometheus metrics)")
     add_serve_arguments(serve)
     serve.set_defaults(func=cmd_serve)
+
+    label = commands.add_parser("label", help="a web page on 127.0.0.1 for labeling the unlabeled images the model is "
+                                              "least sure of, and retraining from them")
+    label.add_argument("folder", type=Path, help="an image folder: labeled/<class>/ and unlabeled/")
+    label.add_argument("--model", type=Path, default=Path("runs/pipeline/models"),
+                       help="a models root (what `latest` serves; retraining publishes beside it) or an .onnx file")
+    label.add_argument("--port", type=int, default=8001)
+    label.add_argument("--output-root", type=Path, default=Path("runs/pipeline"),
+                       help="with an .onnx --model: where retraining runs and publishes (its models/)")
+    label.add_argument("--iterations", type=int, help="for retraining (default: the flow's, 15 minutes on your images)")
+    label.add_argument("--workers", type=int, help="for retraining")
+    label.add_argument("--accuracy-gate", type=float, help="for retraining, as for `sgan pipeline`")
+    label.add_argument("--retrain", action="store_true", help="retrain now from the labels in FOLDER, warm-started "
+                       "from the model `latest` serves, and say how it compares (no page)")
+    label.set_defaults(func=cmd_label)
 
     pipeline = commands.add_parser("pipeline", help="the whole pipeline as a Prefect flow run (embedded Prefect "
                                                     "unless PREFECT_API_URL points to a server)")

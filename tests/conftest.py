@@ -1,4 +1,5 @@
 import gzip
+import os
 import sys
 import zlib
 from pathlib import Path
@@ -11,6 +12,12 @@ from sgan.data import idx
 # The console script a user types (not `python -m cli`): what a user runs is what the tests run.
 SGAN = str(Path(sys.executable).with_name("sgan"))
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+def flow_env(prefect_home: Path, **extra) -> dict:
+    """This process's environment for a flow run of its own: its own Prefect home, no inherited Prefect settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    return {**env, "PREFECT_HOME": str(prefect_home), "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
 
 
 def synthetic_images(labels: np.ndarray, shape=(28, 28, 1), seed=0) -> np.ndarray:

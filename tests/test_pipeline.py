@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-from conftest import SGAN, write_idx_dataset, write_image_folder
+from conftest import SGAN, flow_env, write_idx_dataset, write_image_folder
 from PIL import Image
 from test_cli import sgan
 from test_follow import Load
@@ -25,18 +25,13 @@ from test_server import _free_port
 PREFECT = Path(sys.executable).with_name("prefect")
 
 
-def _env(prefect_home: Path, **extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    return {**env, "PREFECT_HOME": str(prefect_home), "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
-
-
 def pipeline(tmp: Path, *args, wait=True, data=None, api=None):
     """`sgan pipeline` as users type it; on MNIST-format IDX files with 20 labels unless `data` (an image folder);
     on the embedded Prefect API unless `api` (a running `prefect server`'s URL)."""
     source = ["--data", str(data)] if data else ["--data", str(tmp / "data"), "--labels", "20"]
     command = [SGAN, "pipeline", *source, "--batch-size", "8", "--output-root", str(tmp / "out"), *map(str, args)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=_env(tmp / "prefect-home", **({"PREFECT_API_URL": api} if api else {})))
+                               env=flow_env(tmp / "prefect-home", **({"PREFECT_API_URL": api} if api else {})))
     if not wait:
         return process
     output, _ = process.communicate(timeout=600)
@@ -50,7 +45,7 @@ def prefect_server(home: Path, **settings):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     api = f"http://127.0.0.1:{port}/api"
-    env = _env(home, PREFECT_API_URL=api, PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false",
+    env = flow_env(home, PREFECT_API_URL=api, PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false",
                **settings)
     server = subprocess.Popen([str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

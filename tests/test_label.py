@@ -1,0 +1,175 @@
+"""`sgan label`: the labeling page in a real headless Chromium (Selenium), against the real server and files, and
+its JSON API's refusals over real HTTP. The model comes from a real flow run; retraining is another one."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import SGAN, flow_env, write_image_folder
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+CLASSES = ("cat", "dog", "frog")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _labeled(folder: Path) -> dict:
+    return {name: sorted(p.name for p in (folder / "labeled" / name).iterdir()) for name in CLASSES}
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """An image folder (2 labeled images per class) and v0001 trained on it by `sgan pipeline`."""
+    tmp = tmp_path_factory.mktemp("label")
+    folder = write_image_folder(tmp / "data", classes=CLASSES, labeled_per_class=2, unlabeled=30, test_per_class=4)
+    result = subprocess.run([SGAN, "pipeline", "--data", folder, "--iterations", "40", "--workers", "1",
+                             "--batch-size", "8", "--accuracy-gate", "0", "--output-root", tmp / "out"],
+                            capture_output=True, text=True, env=flow_env(tmp / "prefect-home"), timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return tmp, folder
+
+
+@pytest.fixture
+def server(published):
+    """`sgan label FOLDER --model MODELS_ROOT` in its own process; yields its URL."""
+    tmp, folder = published
+    port = _free_port()
+    process = subprocess.Popen([SGAN, "label", folder, "--model", tmp / "out" / "models", "--port", str(port),
+                                "--iterations", "40", "--workers", "1", "--accuracy-gate", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=flow_env(tmp / "prefect-home"))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        assert process.poll() is None and time.time() < deadline, process.stdout.read() if process.poll() else ""
+        try:
+            httpx.get(f"{url}/api/state", timeout=2)
+            break
+        except httpx.TransportError:
+            time.sleep(0.3)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_the_api_refuses_what_it_cannot_do_with_a_json_4xx_and_moves_nothing(server, published):
+    _, folder = published
+    before = _labeled(folder), sorted(p.name for p in (folder / "unlabeled").rglob("*.*"))
+    first = httpx.get(f"{server}/api/batch?size=1").json()["images"][0]["file"]
+    for path, body, status in [("label", {"file": "no/such.png", "class": "cat"}, 404),
+                               ("label", {"file": first, "class": "horse"}, 422),
+                               ("label", {"file": "../labeled/cat/cat0.png", "class": "dog"}, 403),
+                               ("label", {"file": "../../../etc/passwd", "class": "dog"}, 403),
+                               ("label", {"file": first}, 400),
+                               ("skip", {"file": "no/such.png"}, 404),
+                               ("undo", {}, 409)]:
+        response = httpx.post(f"{server}/api/{path}", json=body)
+        assert response.status_code == status and response.json()["error"], (path, body, response.text)
+    assert httpx.post(f"{server}/api/label", content=b"{not json").status_code == 400
+    assert httpx.get(f"{server}/api/image", params={"file": "../test/cat/t0.png"}).status_code == 403
+    assert httpx.get(f"{server}/api/image", params={"file": first}).headers["content-type"].startswith("image/")
+    assert (_labeled(folder), sorted(p.name for p in (folder / "unlabeled").rglob("*.*"))) == before
+
+
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="no chromium and chromedriver (make test installs "
+                    "Debian's chromium and chromium-driver as root)")
+def test_label_undo_race_two_tabs_and_retrain_in_a_real_browser(server, published, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    tmp, folder = published
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(argument)
+    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    wait = WebDriverWait(browser, 30)
+
+    def cards():
+        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".card"))
+        return browser.find_elements(By.CSS_SELECTOR, ".card")
+
+    def shown_counts() -> dict:
+        return {e.get_attribute("data-class"): int(e.text) for e in browser.find_elements(By.CSS_SELECTOR, ".count")}
+
+    def is_unlabeled(file: str) -> bool:
+        return (folder / "unlabeled" / file).is_file()
+
+    try:
+        browser.get(server)
+        start = {name: len(files) for name, files in _labeled(folder).items()}
+        wait.until(lambda b: shown_counts() == start)
+
+        # Enter confirms the model's guess for the highlighted image: the file moves into labeled/<guess>/.
+        card = cards()[0]
+        first, guess = card.get_attribute("data-file"), card.find_element(By.CSS_SELECTOR, ".guess b").text
+        browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ENTER)
+        wait.until(lambda b: not is_unlabeled(first))
+        assert Path(first).name in _labeled(folder)[guess]
+
+        # A click on another class labels the next one with that class.
+        card = cards()[0]
+        second = card.get_attribute("data-file")
+        other = card.find_elements(By.CSS_SELECTOR, "button.class")[0]
+        chosen = other.text
+        other.click()
+        wait.until(lambda b: not is_unlabeled(second))
+        assert Path(second).name in _labeled(folder)[chosen]
+
+        # s skips (nothing moves), u undoes the last answer (the second image goes back where it was).
+        third = cards()[0].get_attribute("data-file")
+        browser.find_element(By.TAG_NAME, "body").send_keys("s")
+        wait.until(lambda b: cards()[0].get_attribute("data-file") != third)
+        assert is_unlabeled(third)
+        browser.find_element(By.TAG_NAME, "body").send_keys("u")
+        wait.until(lambda b: is_unlabeled(second))
+        assert Path(second).name not in _labeled(folder)[chosen]
+        expected = {**start, guess: start[guess] + 1}
+        wait.until(lambda b: shown_counts() == expected)
+        assert {name: len(files) for name, files in _labeled(folder).items()} == expected
+
+        # Two tabs answer the same image: it moves once, and the second tab is told.
+        first_tab = browser.current_window_handle
+        browser.switch_to.new_window("tab")
+        browser.get(server)
+        contested = cards()[0].get_attribute("data-file")
+        browser.switch_to.window(first_tab)
+        browser.refresh()
+        assert cards()[0].get_attribute("data-file") == contested
+        cards()[0].find_element(By.CSS_SELECTOR, "button.confirm").click()
+        wait.until(lambda b: not is_unlabeled(contested))
+        browser.switch_to.window(browser.window_handles[1])
+        cards()[0].find_element(By.CSS_SELECTOR, "button.class").click()
+        wait.until(lambda b: "already labeled" in b.find_element(By.ID, "message").text)
+        copies = [name for name, files in _labeled(folder).items() if Path(contested).name in files]
+        assert len(copies) == 1
+        labels = sum(len(files) for files in _labeled(folder).values())
+
+        # Retrain from the page: a warm-started flow run publishes v0002, and the page compares it with v0001.
+        browser.find_element(By.ID, "retrain").click()
+        WebDriverWait(browser, 600).until(lambda b: b.find_elements(By.ID, "new-version"))
+        assert browser.find_element(By.ID, "new-version").text == "v0002"
+        assert browser.find_element(By.ID, "promoted").text == "promoted"
+        version = tmp / "out" / "models" / "v0002"
+        assert json.loads((version / "manifest.json").read_text())["labels"] == labels
+        assert os.readlink(tmp / "out" / "models" / "latest") == "v0002"
+        metrics = json.loads((version / "metrics.json").read_text())
+        assert browser.find_element(By.ID, "new-accuracy").text == f"{100 * metrics['test_accuracy']:.2f}%"
+        browser.execute_script("window.scrollTo(0, 0)")
+        assert browser.save_screenshot(str(tmp_path / "label.png"))
+    finally:
+        browser.quit()
