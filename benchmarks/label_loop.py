@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from photos import cpu
+from photos import commit, cpu, record
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT.parent / "shared" / "data" / "mnist"
@@ -131,19 +131,14 @@ def main():
         server.wait(timeout=30)
     if status["state"] != "done":
         sys.exit("the retraining run failed:\n" + "\n".join(status["log"]))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=ROOT).stdout.strip()
     line = {**settings, "labels_before": 20, "labels_after": 20 + len(chosen),
             "test_accuracy_before": status["before"]["test_accuracy"],
             "test_accuracy_after": status["after"]["test_accuracy"], "promoted": status["promoted"],
             "model_guessed_right": guessed_right, "first_flow_s": round(first_s, 1), "retrain_s": round(retrain_s, 1),
-            "test": 1000, "cpu": cpu(), "date": time.strftime("%Y-%m-%d"), "commit": commit,
+            "test": 1000, "cpu": cpu(), "date": time.strftime("%Y-%m-%d"), "commit": commit(),
             "command": f"python benchmarks/label_loop.py --iterations {args.iterations} --answers {args.answers} "
                        f"--unlabeled {args.unlabeled}"}
-    print(json.dumps(line), flush=True)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    with args.results.open("a") as f:
-        f.write(json.dumps(line) + "\n")
+    record(line, args.results)
 
 
 if __name__ == "__main__":

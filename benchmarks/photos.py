@@ -75,6 +75,19 @@ def cpu() -> str:
     return platform.processor()
 
 
+def commit() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          cwd=ROOT).stdout.strip()
+
+
+def record(line: dict, results: Path):
+    """Prints the benchmark's JSON line and appends it to `results`."""
+    print(json.dumps(line), flush=True)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    with results.open("a") as f:
+        f.write(json.dumps(line) + "\n")
+
+
 def run_flow(folder: Path, out: Path) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PREFECT_HOME": str(out / "prefect-home"),
            "SGAN_CACHE_DIR": str(out / "cache")}
@@ -114,19 +127,14 @@ def main():
     done = {json.loads(line)["labels"] for line in args.results.read_text().splitlines()} \
         if args.results.exists() else set()
     arrays = dict(np.load(args.data, allow_pickle=False))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=ROOT).stdout.strip()
     for labels in (n for n in args.labels if n not in done):
         out = args.out / f"labels-{labels}"
         folder = write_folder(arrays, labels, args.out)
         line = {"labels": labels, "unlabeled": len(arrays["x_train"]) - labels, "test": len(arrays["x_test"]),
                 **run_flow(folder, out), "pixel_logistic_regression": round(pixel_logistic_regression(arrays, labels), 4),
-                "cpu": cpu(), "date": time.strftime("%Y-%m-%d"), "commit": commit,
+                "cpu": cpu(), "date": time.strftime("%Y-%m-%d"), "commit": commit(),
                 "command": f"python benchmarks/photos.py --labels {labels}"}
-        print(json.dumps(line), flush=True)
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        with args.results.open("a") as f:
-            f.write(json.dumps(line) + "\n")
+        record(line, args.results)
 
 
 if __name__ == "__main__":
