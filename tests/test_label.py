@@ -88,6 +88,7 @@ def test_label_undo_race_two_tabs_and_retrain_in_a_real_browser(server, publishe
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -97,11 +98,19 @@ def test_label_undo_race_two_tabs_and_retrain_in_a_real_browser(server, publishe
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
         options.add_argument(argument)
     browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    wait = WebDriverWait(browser, 30)
+    wait = WebDriverWait(browser, 30, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
 
-    def cards():
-        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".card"))
-        return browser.find_elements(By.CSS_SELECTOR, ".card")
+    def current(*answered: str):
+        """The highlighted card (its file, the model's guess, the element), once the page shows one that is none of
+        `answered`: the page re-renders after each answer."""
+        def shown(b):
+            card = b.find_element(By.CSS_SELECTOR, ".card.current")
+            file, guess = card.get_attribute("data-file"), card.find_element(By.CSS_SELECTOR, ".guess b").text
+            return (file, guess, card) if file not in answered else None
+        return wait.until(shown)
+
+    def text(element_id: str) -> str:
+        return wait.until(lambda b: b.find_element(By.ID, element_id).text)
 
     def shown_counts() -> dict:
         return {e.get_attribute("data-class"): int(e.text) for e in browser.find_elements(By.CSS_SELECTOR, ".count")}
@@ -115,15 +124,13 @@ def test_label_undo_race_two_tabs_and_retrain_in_a_real_browser(server, publishe
         wait.until(lambda b: shown_counts() == start)
 
         # Enter confirms the model's guess for the highlighted image: the file moves into labeled/<guess>/.
-        card = cards()[0]
-        first, guess = card.get_attribute("data-file"), card.find_element(By.CSS_SELECTOR, ".guess b").text
+        first, guess, _ = current()
         browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ENTER)
         wait.until(lambda b: not is_unlabeled(first))
         assert Path(first).name in _labeled(folder)[guess]
 
         # A click on another class labels the next one with that class.
-        card = cards()[0]
-        second = card.get_attribute("data-file")
+        second, _, card = current(first)
         other = card.find_elements(By.CSS_SELECTOR, "button.class")[0]
         chosen = other.text
         other.click()
@@ -131,9 +138,9 @@ def test_label_undo_race_two_tabs_and_retrain_in_a_real_browser(server, publishe
         assert Path(second).name in _labeled(folder)[chosen]
 
         # s skips (nothing moves), u undoes the last answer (the second image goes back where it was).
-        third = cards()[0].get_attribute("data-file")
+        third = current(first, second)[0]
         browser.find_element(By.TAG_NAME, "body").send_keys("s")
-        wait.until(lambda b: cards()[0].get_attribute("data-file") != third)
+        current(first, second, third)
         assert is_unlabeled(third)
         browser.find_element(By.TAG_NAME, "body").send_keys("u")
         wait.until(lambda b: is_unlabeled(second))
@@ -146,29 +153,29 @@ def test_label_undo_race_two_tabs_and_retrain_in_a_real_browser(server, publishe
         first_tab = browser.current_window_handle
         browser.switch_to.new_window("tab")
         browser.get(server)
-        contested = cards()[0].get_attribute("data-file")
+        contested = current()[0]
         browser.switch_to.window(first_tab)
         browser.refresh()
-        assert cards()[0].get_attribute("data-file") == contested
-        cards()[0].find_element(By.CSS_SELECTOR, "button.confirm").click()
+        assert current()[0] == contested
+        current()[2].find_element(By.CSS_SELECTOR, "button.confirm").click()
         wait.until(lambda b: not is_unlabeled(contested))
         browser.switch_to.window(browser.window_handles[1])
-        cards()[0].find_element(By.CSS_SELECTOR, "button.class").click()
-        wait.until(lambda b: "already labeled" in b.find_element(By.ID, "message").text)
+        current()[2].find_element(By.CSS_SELECTOR, "button.class").click()
+        wait.until(lambda b: "already labeled" in text("message"))
         copies = [name for name, files in _labeled(folder).items() if Path(contested).name in files]
         assert len(copies) == 1
         labels = sum(len(files) for files in _labeled(folder).values())
 
         # Retrain from the page: a warm-started flow run publishes v0002, and the page compares it with v0001.
         browser.find_element(By.ID, "retrain").click()
-        WebDriverWait(browser, 600).until(lambda b: b.find_elements(By.ID, "new-version"))
-        assert browser.find_element(By.ID, "new-version").text == "v0002"
-        assert browser.find_element(By.ID, "promoted").text == "promoted"
+        WebDriverWait(browser, 600, ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda b: b.find_elements(By.ID, "new-version"))
+        assert text("new-version") == "v0002" and text("promoted") == "promoted"
         version = tmp / "out" / "models" / "v0002"
         assert json.loads((version / "manifest.json").read_text())["labels"] == labels
         assert os.readlink(tmp / "out" / "models" / "latest") == "v0002"
         metrics = json.loads((version / "metrics.json").read_text())
-        assert browser.find_element(By.ID, "new-accuracy").text == f"{100 * metrics['test_accuracy']:.2f}%"
+        assert text("new-accuracy") == f"{100 * metrics['test_accuracy']:.2f}%"
         browser.execute_script("window.scrollTo(0, 0)")
         assert browser.save_screenshot(str(tmp_path / "label.png"))
     finally:
