@@ -10,7 +10,7 @@ from pathlib import Path
 
 import nodes as simulated
 import pytest
-from conftest import SGAN, write_idx_dataset
+from conftest import SGAN, flow_env, write_idx_dataset
 
 from sgan.distributed.launch import GLOO_TIMEOUT_S
 
@@ -133,15 +133,13 @@ def test_a_node_that_vanishes_stops_the_job_within_the_gloo_timeout_and_a_rerun_
 
 def test_the_flow_trains_across_nodes(cluster, tmp_path):
     write_idx_dataset(tmp_path / "data")
-    env_home = {"PREFECT_HOME": str(tmp_path / "prefect-home")}
     ssh = ["--ssh-port", str(simulated.SSH_PORT), "--ssh-identity-file", str(cluster.key)]
     process = cluster.run_on(
         "node1", [SGAN, "pipeline", "--data", tmp_path / "data", "--labels", 20,
                   "--hosts", HOSTS, *ssh, "--iterations", 6, "--batch-size", 8, "--accuracy-gate", 0,
                   "--output-root", tmp_path / "out"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**{k: v for k, v in cluster.env().items() if not k.startswith("PREFECT_")}, **env_home,
-             "TF_CPP_MIN_LOG_LEVEL": "3"})
+        env=flow_env(tmp_path / "prefect-home", cluster.env()))
     output, _ = process.communicate(timeout=900)
     assert process.returncode == 0, output[-4000:]
     assert "2 worker(s) x batch 8 = global batch 16" in output and "--hosts node1:1,node2:1" in output

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SGAN, synthetic_images, write_image_folder
+from conftest import SGAN, flow_env, synthetic_images, write_image_folder
 from PIL import Image
 
 from sgan import data
@@ -163,8 +163,7 @@ def unevaluated_flow(tmp_path_factory):
     with a warning."""
     tmp = tmp_path_factory.mktemp("user-flow")
     folder = write_image_folder(tmp / "data", test_per_class=0)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(tmp / "prefect-home"), SGAN_CACHE_DIR=str(tmp / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
+    env = flow_env(tmp / "prefect-home", SGAN_CACHE_DIR=str(tmp / "cache"))
     runs = []
     for gate in (["--accuracy-gate", "0.5"], []):
         command = [SGAN, "pipeline", "--data", str(folder), "--workers", "1",
