@@ -42,6 +42,7 @@ RUN HOROVOD_GPU_OPERATIONS=NCCL HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HO
 COPY sgan ./sgan
 COPY pipeline ./pipeline
 COPY deploy ./deploy
+COPY cli ./cli
 RUN pip install --no-deps --no-build-isolation . \
     && useradd --create-home --uid 1000 sgan \
     && mkdir -p /data /runs \

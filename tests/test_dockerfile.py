@@ -52,3 +52,10 @@ def test_hadolint_passes():
     result = subprocess.run([hadolint, "--config", str(ROOT / ".hadolint.yaml"), str(ROOT / "Dockerfile")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_copies_every_package_it_installs():
+    """`pip install .` in the image builds the packages pyproject.toml names: each must be copied in before."""
+    included = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", (ROOT / "Dockerfile").read_text(), flags=re.M))
+    assert {pattern.rstrip("*") for pattern in included} == copied
