@@ -198,6 +198,8 @@ def cmd_serve(args):
 
 
 def cmd_label(args):
+    import socket
+
     from deploy.labeler import Labeler, Retraining
 
     if args.model.is_dir() and args.model.name != "models":
@@ -214,6 +216,11 @@ def cmd_label(args):
         retraining.start()
         return _report_retraining(retraining.wait())
 
+    with socket.socket() as probe:  # one line now rather than uvicorn's error after the ranking
+        try:
+            probe.bind(("127.0.0.1", args.port))
+        except OSError as e:
+            raise UserError(f"127.0.0.1:{args.port}: {e.strerror}; choose another --port") from None
     labeler = Labeler(args.folder, args.model)
 
     def promoted():  # rank by the new model from now on

@@ -82,6 +82,20 @@ def test_the_api_refuses_what_it_cannot_do_with_a_json_4xx_and_moves_nothing(ser
     assert (_labeled(folder), sorted(p.name for p in (folder / "unlabeled").rglob("*.*"))) == before
 
 
+def test_bad_arguments_are_one_line_and_exit_2(server, published, tmp_path):
+    tmp, folder = published
+    models = tmp / "out" / "models"
+    port = server.rsplit(":", 1)[1]
+    for args, message in [([tmp_path / "nowhere", "--model", models], "not an image folder"),
+                          ([folder, "--model", tmp_path / "none.onnx"], "none.onnx"),
+                          ([folder, "--model", tmp / "out"], "a models root is the flow's OUTPUT_ROOT/models"),
+                          ([folder, "--model", models, "--port", port], f"127.0.0.1:{port}: ")]:
+        result = subprocess.run([SGAN, "label", *map(str, args)], capture_output=True, text=True, timeout=120,
+                                env=flow_env(tmp / "prefect-home"))
+        assert result.returncode == 2 and result.stderr.startswith("sgan: error: "), (args, result.stderr)
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
 @pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="no chromium and chromedriver (make test installs "
                     "Debian's chromium and chromium-driver as root)")
 def test_label_undo_race_two_tabs_and_retrain_in_a_real_browser(server, published, tmp_path):
