@@ -15,9 +15,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from sgan import data, evaluate  # noqa: E402
+from sgan import data  # noqa: E402
 from sgan.config import preset  # noqa: E402
-from sgan.evaluation import baseline
+from sgan.evaluation import baseline, evaluate  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 

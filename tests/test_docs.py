@@ -5,6 +5,8 @@ and every measured figure outside docs/benchmarks.md is one that page holds."""
 import argparse
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,6 +75,19 @@ def _first_alternative(line: str) -> list[str]:
 def test_every_script_shown_exists(page, line):
     for path in re.findall(r"((?:benchmarks|scripts)/[\w./-]+\.(?:py|sh))", line):
         assert (ROOT / path).is_file(), f"{page}: {path}"
+
+
+def test_every_benchmark_imports():
+    """A module moved inside the packages breaks a benchmark only when someone runs it; each one's imports run here
+    (not its main), in one process."""
+    load = ("import importlib.util, sys\n"
+            "sys.path.insert(0, 'benchmarks')  # as when run: a script's folder comes first\n"
+            "for path in sys.argv[1:]:\n"
+            "    spec = importlib.util.spec_from_file_location('benchmark', path)\n"
+            "    spec.loader.exec_module(importlib.util.module_from_spec(spec))\n")
+    scripts = sorted(str(p) for p in (ROOT / "benchmarks").glob("*.py"))
+    result = subprocess.run([sys.executable, "-c", load, *scripts], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-1500:]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)

@@ -132,6 +132,21 @@ def test_translate_moves_every_image_by_at_most_max_shift_and_repeats_for_a_seed
     np.testing.assert_array_equal(translate(tf.constant(images), random_shifts(64, 0, seed)).numpy(), images)
 
 
+def test_translate_fills_from_the_edge_or_its_mirror_and_compiles_under_xla():
+    from sgan.data.augment import translate
+
+    row = tf.constant(np.arange(1, 7, dtype=np.float32).reshape(1, 1, 6, 1))  # 1 2 3 4 5 6
+    right, left = tf.constant([[2, 0]]), tf.constant([[-3, 0]])
+    assert translate(row, right).numpy().ravel().tolist() == [1, 1, 1, 2, 3, 4]
+    assert translate(row, right, "REFLECT").numpy().ravel().tolist() == [2, 1, 1, 2, 3, 4]  # b a | a b c d
+    assert translate(row, left, "REFLECT").numpy().ravel().tolist() == [4, 5, 6, 6, 5, 4]
+    compiled = tf.function(translate, jit_compile=True)
+    images = tf.constant(np.random.default_rng(0).uniform(-1, 1, (8, 10, 12, 3)).astype(np.float32))
+    shifts = tf.constant(np.random.default_rng(1).integers(-4, 5, (8, 2)), tf.int32)
+    np.testing.assert_array_equal(compiled(images, shifts, "REFLECT").numpy(),
+                                  translate(images, shifts, "REFLECT").numpy())
+
+
 def test_photo_views_flip_shift_recolour_and_cut_out_within_bounds_and_repeat_for_a_seed():
     from sgan.data import augment
 
