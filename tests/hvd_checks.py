@@ -88,11 +88,11 @@ scale_before = float(optimizer.dynamic_scale.numpy())
 poison = tf.constant(np.inf if dist.rank == 1 else 1.0)
 with tf.GradientTape() as tape:
     loss = tf.reduce_sum(weight * poison)
-descend(optimizer, tape, loss, [weight], dist)
+descend(dist, [(optimizer, tape, loss, [weight])])
 after_inf = [float(weight.numpy()[0]), float(optimizer.dynamic_scale.numpy()) / scale_before]
 with tf.GradientTape() as tape:
     loss = tf.reduce_sum(weight * 1.0)
-descend(optimizer, tape, loss, [weight], dist)
+descend(dist, [(optimizer, tape, loss, [weight])])
 after_finite = [float(weight.numpy()[0])]
 seen = dist.allgather(tf.constant([after_inf + after_finite])).numpy()
 results["fp16_per_rank"] = seen.tolist()

@@ -135,18 +135,26 @@ def build(config: TrainConfig, image_shape: tuple, num_classes: int, workers: in
     return SGAN(generator, discriminator, optimizers, averaged)
 
 
-def descend(optimizer, tape, loss, variables, dist: distributed.Distribution):
-    """One update with gradients averaged across workers.
+def descend(dist: distributed.Distribution, updates: list, also: list = ()) -> list:
+    """Applies each update (optimizer, tape, loss, variables) with gradients averaged across workers, in one
+    allreduce round with the tensors `also`, which it returns averaged: a round costs the same for a few tensors as
+    for many (docs/benchmarks.md, "Where a step's time goes").
 
     Under fp16 the backward pass starts from the loss scale instead of 1 (the gradient of the scaled loss),
     and the scaled gradients are averaged, so an inf on any worker reaches all of them and every worker
     skips the same step.
     """
-    upstream = None
-    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        upstream = optimizer.scale_loss(tf.ones_like(loss))
-    gradients = dist.average(tape.gradient(loss, variables, output_gradients=upstream))
-    optimizer.apply_gradients(zip(gradients, variables))
+    gradients = []
+    for optimizer, tape, loss, variables in updates:
+        upstream = None
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            upstream = optimizer.scale_loss(tf.ones_like(loss))
+        gradients.append(tape.gradient(loss, variables, output_gradients=upstream))
+    averaged = dist.average([g for group in gradients for g in group] + list(also))
+    for optimizer, _, _, variables in updates:
+        optimizer.apply_gradients(zip(averaged[:len(variables)], variables))
+        averaged = averaged[len(variables):]
+    return averaged
 
 
 def make_train_step(sgan: SGAN, config: TrainConfig, dist: distributed.Distribution):
@@ -163,22 +171,28 @@ def make_train_step(sgan: SGAN, config: TrainConfig, dist: distributed.Distribut
         return local(tf.random.stateless_normal((config.batch_size * dist.size, config.z_dim),
                                                 tf.random.experimental.stateless_fold_in(key, stream)))
 
+    def worker_state(losses):
+        """What each worker holds on its own and all must agree on: BatchNorm's moving statistics (after this
+        step's forward passes), and the losses to report."""
+        return [v.value for v in moving_statistics] + list(losses) if dist.size > 1 else []
+
     def reference_updates(labeled_x, labeled_y, unlabeled_x, key):
         with tf.GradientTape() as tape:
             l_supervised = supervised_loss(labeled_y, discriminator(labeled_x, training=True))
-        descend(optimizers["supervised"], tape, l_supervised, discriminator.trainable_variables, dist)
+        descend(dist, [(optimizers["supervised"], tape, l_supervised, discriminator.trainable_variables)])
 
         fake_x = generator(noise(key, 0), training=True)
         with tf.GradientTape() as tape:
             l_unsupervised = unsupervised_loss(
                 discriminator(unlabeled_x, training=True), discriminator(fake_x, training=True)
             )
-        descend(optimizers["unsupervised"], tape, l_unsupervised, discriminator.trainable_variables, dist)
+        descend(dist, [(optimizers["unsupervised"], tape, l_unsupervised, discriminator.trainable_variables)])
 
         with tf.GradientTape() as tape:
             l_generator = generator_loss(discriminator(generator(noise(key, 1), training=True), training=True))
-        descend(optimizers["generator"], tape, l_generator, generator.trainable_variables, dist)
-        return l_supervised, l_unsupervised, l_generator
+        losses = (l_supervised, l_unsupervised, l_generator)
+        return descend(dist, [(optimizers["generator"], tape, l_generator, generator.trainable_variables)],
+                       worker_state(losses)), losses
 
     def view(images, key, stream, strong=False):
         """This worker's slice of a photo augmentation drawn for the global batch (sgan.augment)."""
@@ -214,10 +228,11 @@ def make_train_step(sgan: SGAN, config: TrainConfig, dist: distributed.Distribut
             if config.pseudo_label_weight:
                 l_discriminator += config.pseudo_label_weight * pseudo_label_loss(
                     logits[1], logits[-1], config.pseudo_label_threshold)
-        descend(optimizers["discriminator"], tape, l_discriminator, discriminator.trainable_variables, dist)
+        updates = [(optimizers["discriminator"], tape, l_discriminator, discriminator.trainable_variables)]
         if config.gan:
-            descend(optimizers["generator"], tape, l_generator, generator.trainable_variables, dist)
-        return l_supervised, l_unsupervised, l_generator
+            updates.append((optimizers["generator"], tape, l_generator, generator.trainable_variables))
+        losses = (l_supervised, l_unsupervised, l_generator)
+        return descend(dist, updates, worker_state(losses)), losses
 
     updates = reference_updates
     if config.algorithm == "feature_matching":
@@ -229,13 +244,14 @@ def make_train_step(sgan: SGAN, config: TrainConfig, dist: distributed.Distribut
     @tf.function
     def train_step(labeled_x, labeled_y, unlabeled_x, step):
         key = tf.random.experimental.stateless_fold_in(tf.constant([config.seed, 0], tf.int64), step)
-        losses = updates(labeled_x, labeled_y, unlabeled_x, key)
-        if dist.size > 1:
-            for variable, average in zip(moving_statistics, dist.average([v.value for v in moving_statistics])):
+        state, losses = updates(labeled_x, labeled_y, unlabeled_x, key)
+        if state:  # averaged across workers
+            for variable, average in zip(moving_statistics, state):
                 variable.assign(average)
+            losses = state[len(moving_statistics):]
         for average, variable in averaged_pairs:
             average.assign(config.ema_decay * average + (1.0 - config.ema_decay) * variable)
-        return dict(zip(("supervised", "unsupervised", "generator"), dist.average(list(losses))))
+        return dict(zip(("supervised", "unsupervised", "generator"), losses))
 
     return train_step
 
