@@ -76,8 +76,11 @@ def cpu() -> str:
 
 
 def commit() -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                          cwd=ROOT).stdout.strip()
+    """HEAD, with `+changes` when the packages differ from it (the code measured is then not that commit's)."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    changed = subprocess.run(["git", "status", "--porcelain", "--", "sgan", "deploy", "pipeline", "cli"],
+                             capture_output=True, text=True, cwd=ROOT)
+    return head.stdout.strip() + ("+changes" if changed.stdout.strip() else "")
 
 
 def record(line: dict, results: Path):

@@ -1,5 +1,5 @@
 """Where a training step's time goes: the real train step per preset and worker count, with one part left out at a
-time, XLA compilation, the input stream and the allreduce.
+time, XLA compilation, bf16, the input stream and the allreduce.
 
     python benchmarks/step_profile.py [--workers 1 2] [--steps 40] [--against REV]
 
@@ -29,7 +29,7 @@ CASES = {
     "improved digits": ("improved", (28, 28, 1), {
         "full step": {}, "without Gaussian noise": {"input_noise": 0.0, "hidden_noise": 0.0},
         "without pseudo-labels": {"pseudo_label_weight": 0.0}, "without the GAN": {"gan": False},
-        "without the averaged D": {"ema_decay": 0.0}}),
+        "without the averaged D": {"ema_decay": 0.0}, "bf16 mixed precision": {"precision": "bf16"}}),
     "improved photos 32x32": ("improved", (32, 32, 3), {
         "full step": {}, "without pseudo-labels": {"pseudo_label_weight": 0.0}, "without the GAN": {"gan": False},
         "without the averaged D": {"ema_decay": 0.0}}),

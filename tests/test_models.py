@@ -116,6 +116,26 @@ def test_pseudo_label_loss_counts_only_confident_predictions_and_never_moves_the
     assert losses.pseudo_label_loss(teacher, student, threshold=1.0).numpy() == 0.0
 
 
+def test_gaussian_noise_is_gaussian_with_its_stddev_fresh_each_call_and_off_at_inference(tmp_path):
+    import keras
+
+    from sgan.models.networks import GaussianNoise
+
+    layer = GaussianNoise(0.5, seed=3)
+    x = tf.fill((100, 1001), 2.0)  # an odd count: the last pair is cut in half
+    first, second = layer(x, training=True).numpy() - 2.0, layer(x, training=True).numpy() - 2.0
+    assert abs(first.mean()) < 0.005 and abs(first.std() - 0.5) < 0.005
+    assert abs(((first / first.std()) ** 4).mean() - 3.0) < 0.05  # a normal's kurtosis, not a uniform's 1.8
+    assert abs((np.abs(first) < 0.5).mean() - 0.6827) < 0.005 and np.abs(first).max() <= 0.5 * 4.86  # 1 sigma; the tails
+    assert abs(np.corrcoef(first.ravel(), second.ravel())[0, 1]) < 0.01  # a new draw every call
+    np.testing.assert_array_equal(layer(x, training=False).numpy(), x.numpy())
+    again = GaussianNoise(0.5, seed=3)
+    np.testing.assert_array_equal(again(x, training=True).numpy() - 2.0, first)  # a seed repeats
+    model = keras.Sequential([keras.Input((4,)), GaussianNoise(0.3, seed=1)])
+    model.save(tmp_path / "noise.keras")
+    assert isinstance(keras.saving.load_model(tmp_path / "noise.keras").layers[0], GaussianNoise)
+
+
 def test_translate_moves_every_image_by_at_most_max_shift_and_repeats_for_a_seed():
     from sgan.data.augment import random_shifts, translate
 

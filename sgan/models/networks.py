@@ -96,7 +96,7 @@ class WeightNormConv2D(_WeightNorm):
 class GaussianNoise(layers.GaussianNoise):
     """keras' GaussianNoise from half the random bits: Box-Muller on two 16-bit uniforms per 32-bit draw, so one
     Philox draw makes two normals where TensorFlow's normal spends one per value. Drawing the noise was a third of
-    the `improved` step on CPUs (docs/benchmarks.md, "Where a step's time goes"); the tails end at 4.7 sigma."""
+    the `improved` step on CPUs (docs/benchmarks.md, "Where a step's time goes"); the tails end at 4.85 sigma."""
 
     def call(self, inputs, training=False):
         if not (training and self.stddev > 0):
