@@ -11,6 +11,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,8 @@ from sgan.training.resume import latest_checkpoint
 PR_SET_PDEATHSIG = 1  # prctl(2)
 # A worker waiting on a peer that vanished (a node off the network) gives up after this long, and the job stops.
 GLOO_TIMEOUT_S = 30
+# After horovodrun reports a failed worker it stops the others and exits; if it has not within this long, it is ended.
+STOP_GRACE_S = 20
 FAILED = re.compile(r"Process (\d+) exit with status code (-?\d+)")  # what horovodrun prints for a failed worker
 
 
@@ -173,19 +177,32 @@ def run(command: list[str], hosts: list[Host] | None, ssh: Ssh, run_dir: Path) -
     _stop_workers(hosts, ssh, run_dir)
     process = subprocess.Popen(command, stdout=subprocess.PIPE,  # stderr (the workers' progress bars) untouched
                                preexec_fn=die_with_parent)
-    failed, recent = None, ""
-    while chunk := process.stdout.read1(65536):
-        sys.stdout.buffer.write(chunk)  # passed through byte for byte
-        sys.stdout.buffer.flush()
-        recent = (recent + chunk.decode(errors="replace"))[-4096:]
-        if failed is None and (match := FAILED.search(recent)):
-            failed = int(match.group(1)), int(match.group(2))
-    if process.wait() == 0:
+    failed = []  # (rank, exit code, when) of the first failed worker horovodrun reports
+
+    def pass_through():
+        recent = ""
+        while chunk := process.stdout.read1(65536):
+            sys.stdout.buffer.write(chunk)  # byte for byte
+            sys.stdout.buffer.flush()
+            recent = (recent + chunk.decode(errors="replace"))[-4096:]
+            if not failed and (match := FAILED.search(recent)):
+                failed.append((int(match.group(1)), int(match.group(2)), time.monotonic()))
+
+    output = threading.Thread(target=pass_through, daemon=True)
+    output.start()
+    while process.poll() is None:
+        if failed and time.monotonic() - failed[0][2] > STOP_GRACE_S:
+            # horovodrun can wait minutes on its ssh client to a node that left the network: end both
+            subprocess.run(["pkill", "-9", "-P", str(process.pid)], capture_output=True)
+            process.kill()
+        time.sleep(0.2)
+    output.join(timeout=5)  # an ssh client that outlived horovodrun may hold its output open
+    if process.returncode == 0:
         return 0
     _stop_workers(hosts, ssh, run_dir)
     where = ""
     if failed:
-        rank, code = failed
+        rank, code, _ = failed[0]
         where = f"worker {rank} on {_host_of(rank, hosts) if hosts else socket.gethostname()} exited with code {code}; "
     resume = latest_checkpoint(run_dir)
     raise UserError(f"training failed: {where}every worker was stopped; run the same command again to resume from "
