@@ -44,9 +44,12 @@ COPY pipeline ./pipeline
 COPY deploy ./deploy
 COPY cli ./cli
 RUN pip install --no-deps --no-build-isolation . \
-    && useradd --create-home --uid 1000 sgan \
+    && useradd --create-home --uid 1000 --shell /bin/bash sgan \
     && mkdir -p /data /runs \
     && chown sgan:sgan /data /runs
+# Multi-node jobs (a Kubernetes MPIJob: k8s/mpijob.yaml): workers run sshd as `sgan` on port 2222.
+COPY --chown=sgan:sgan k8s/image/sshd_config /home/sgan/.sshd_config
+COPY k8s/image/ssh_config /etc/ssh/ssh_config.d/sgan.conf
 
 USER 1000:1000
 WORKDIR /runs

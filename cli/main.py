@@ -50,7 +50,8 @@ def cmd_train(args):
               "or --iterations COUNT to change it)", flush=True)
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers {args.workers} must be at least 1")
-    hosts = launch.parse_hosts(args.hosts) if args.hosts else None
+    hosts = (launch.read_hostfile(args.hostfile) if args.hostfile
+             else launch.parse_hosts(args.hosts) if args.hosts else None)
     workers = launch.worker_count(args.workers, hosts)
     if cfg.warm_start:  # workers get the version `latest` points to now, even if it moves while they start
         args.warm_start = str(warm.source(cfg.warm_start, manifest, cfg))
@@ -253,11 +254,16 @@ def cmd_pipeline(args):
 
     from pipeline.settings import apply_embedded_defaults
 
+    from sgan.distributed import launch
+
     started = time.perf_counter()
+    if args.hostfile:  # read here, so that a bad one is one line before Prefect starts
+        args.hosts = ",".join(f"{h.name}:{h.slots}" for h in launch.read_hostfile(args.hostfile))
     apply_embedded_defaults()
     from pipeline.flows import sgan_pipeline
 
-    parameters = {k: v for k, v in vars(args).items() if k not in ("command", "func") and v is not None}
+    parameters = {k: v for k, v in vars(args).items()
+                  if k not in ("command", "func", "hostfile") and v is not None}
     summary = sgan_pipeline(**{**parameters, "data": str(args.data) if args.data else None})
     baseline = summary["baseline_test_accuracy"]
     print(f"\ntest accuracy {_percent(summary['test_accuracy'])}"
@@ -309,7 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_arguments(train)
     train.add_argument("--workers", type=int, help="Horovod workers on this host (horovodrun); with --hosts, must "
                                                    "equal the slots")
-    train.add_argument("--hosts", help="nodes with slots, e.g. node1:4,node2:4 (8 workers; passed to horovodrun -H)")
+    nodes = train.add_mutually_exclusive_group()
+    nodes.add_argument("--hosts", help="nodes with slots, e.g. node1:4,node2:4 (8 workers; passed to horovodrun -H)")
+    nodes.add_argument("--hostfile", type=Path, help="nodes in a file, `HOST slots=N` a line (the Kubeflow MPI "
+                       "Operator's /etc/mpi/hostfile); the same as --hosts")
     train.add_argument("--ssh-port", type=int, help="the nodes' ssh port (default 22)")
     train.add_argument("--ssh-identity-file", type=Path, help="the ssh key that reaches every node")
     train.add_argument("--network-interface", help="the interface(s) Horovod uses between nodes, e.g. eth0")
@@ -369,7 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--labels", type=int)
     pipeline.add_argument("--seed", type=int)
     pipeline.add_argument("--workers", type=int)
-    pipeline.add_argument("--hosts", help="nodes with slots, e.g. node1:4,node2:4 (the worker count is their sum)")
+    nodes = pipeline.add_mutually_exclusive_group()
+    nodes.add_argument("--hosts", help="nodes with slots, e.g. node1:4,node2:4 (the worker count is their sum)")
+    nodes.add_argument("--hostfile", type=Path, help="as for `sgan train`: `HOST slots=N` a line (the Kubeflow "
+                       "MPI Operator's /etc/mpi/hostfile)")
     pipeline.add_argument("--ssh-port", type=int)
     pipeline.add_argument("--ssh-identity-file")
     pipeline.add_argument("--network-interface")

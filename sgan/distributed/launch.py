@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from sgan.errors import UserError
+from sgan.errors import ERROR_PREFIX, UserError
 from sgan.training.resume import latest_checkpoint
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
@@ -26,6 +26,8 @@ GLOO_TIMEOUT_S = 30
 # After horovodrun reports a failed worker it stops the others and exits; if it has not within this long, it is ended.
 STOP_GRACE_S = 20
 FAILED = re.compile(r"Process (\d+) exit with status code (-?\d+)")  # what horovodrun prints for a failed worker
+# A worker's one line for a user error (a GPU count below its node's workers), as horovodrun passes it on.
+WORKER_ERROR = re.compile(r"<stderr>:" + re.escape(ERROR_PREFIX) + r"(.+)")
 
 
 @dataclass(frozen=True)
@@ -54,31 +56,59 @@ def parse_hosts(text: str) -> list[Host]:
         if not name or (slots and (not slots.isdigit() or int(slots) < 1)):
             raise UserError(f"--hosts: {item!r} is not HOST or HOST:SLOTS")
         hosts.append(Host(name, int(slots or 1)))
+    return _distinct(hosts, f"--hosts {text!r}")
+
+
+def read_hostfile(path: Path) -> list[Host]:
+    """A hostfile in Open MPI's format, `HOST slots=N` a line, as the Kubeflow MPI Operator writes it to
+    /etc/mpi/hostfile (horovodrun reads the same format); `#` starts a comment."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"--hostfile {path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+    hosts = []
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.partition("#")[0].split()
+        if not fields:
+            continue
+        slots = fields[1].removeprefix("slots=") if len(fields) == 2 and fields[1].startswith("slots=") else None
+        if len(fields) == 1:
+            raise UserError(f"--hostfile {path}, line {number}: {fields[0]!r} names no slots (`HOST slots=N`)")
+        if slots is None or not slots.isdigit() or int(slots) < 1:
+            raise UserError(f"--hostfile {path}, line {number}: {line.strip()!r} is not `HOST slots=N` with N >= 1")
+        hosts.append(Host(fields[0], int(slots)))
+    if not hosts:
+        raise UserError(f"--hostfile {path} names no hosts")
+    return _distinct(hosts, f"--hostfile {path}")
+
+
+def _distinct(hosts: list[Host], source: str) -> list[Host]:
     if len({h.name for h in hosts}) < len(hosts):
-        raise UserError(f"--hosts: {text!r} names a host twice")
+        raise UserError(f"{source} names a host twice")
     return hosts
 
 
 def worker_count(workers: int | None, hosts: list[Host] | None) -> int:
-    """One source of truth: the slots in --hosts; --workers, when also given, must agree with them."""
+    """One source of truth: the slots of the hosts; --workers, when also given, must agree with them."""
     if not hosts:
         return workers or 1
     slots = sum(h.slots for h in hosts)
     if workers not in (None, slots):
-        raise UserError(f"--workers {workers} disagrees with the {slots} slots in --hosts; give one of them")
+        raise UserError(f"--workers {workers} disagrees with the {slots} slots of the hosts; give one of them")
     return slots
 
 
 def preflight(hosts: list[Host], ssh: Ssh, paths: dict):
     """Checks on every node, over ssh, what breaks a multi-node job later, and raises one line for the first
-    problem: ssh reachable; each node's hostname distinct, resolving on every node to a non-loopback address
-    that node reaches (Gloo connects peers by hostname); `paths` ({what: absolute path}) present on every node."""
+    problem: ssh reachable; each node's hostname distinct and resolving, on that node, to a non-loopback address
+    (Gloo binds to it and peers connect to it) that every node reaches; `paths` ({what: absolute path}) present
+    on every node. Other nodes need not resolve a node's hostname: on Kubernetes only the hostfile's names do."""
     names = [h.name for h in hosts]
-    script = "hostname; " + "; ".join(f"test -e {shlex.quote(str(p))} && echo present:{what}"
-                                       for what, p in paths.items())
+    script = ("hostname; a=$(getent hosts \"$(hostname)\" | awk '{print $1; exit}'); echo \"address:${a:--}\"; "
+              + "; ".join(f"test -e {shlex.quote(str(p))} && echo present:{what}" for what, p in paths.items()))
     with ThreadPoolExecutor(len(hosts)) as pool:
         answers = dict(zip(names, pool.map(lambda h: _ssh(ssh, h, script), names)))
-    hostnames = {}
+    hostnames, addresses = {}, {}
     for name, lines in answers.items():
         hostname = lines[0].strip()
         if hostname in hostnames.values():
@@ -86,28 +116,27 @@ def preflight(hosts: list[Host], ssh: Ssh, paths: dict):
             raise UserError(f"{other} and {name} both have the hostname {hostname!r}: Gloo would connect each to "
                             "itself; give every node its own hostname")
         hostnames[name] = hostname
+        address = next((line.removeprefix("address:") for line in lines if line.startswith("address:")), "-")
+        if address == "-":
+            raise UserError(f"{name}: its hostname {hostname!r} does not resolve there (Gloo binds to the address "
+                            "of the node's own hostname: add it to that node's /etc/hosts or DNS)")
+        if ipaddress.ip_address(address).is_loopback:
+            raise UserError(f"{name}: its hostname {hostname!r} resolves there to {address}, a loopback address; "
+                            "Gloo needs the node's reachable address (fix /etc/hosts, e.g. Debian's 127.0.1.1 line)")
+        addresses[name] = address
         for what, path in paths.items():
             if f"present:{what}" not in lines:
                 raise UserError(f"{name}: {what} {path} is missing; every node needs the same paths (a shared "
                                 "filesystem, or the same install and data at the same place)")
     port = ssh.port or 22
-    probe = "; ".join(f"a=$(getent hosts {shlex.quote(h)} | awk '{{print $1; exit}}'); r=unreached; "
-                      f"[ -n \"$a\" ] && timeout 5 bash -c \"</dev/tcp/$a/{port}\" 2>/dev/null && r=reached; "
-                      f"echo {shlex.quote(h)} ${{a:--}} $r" for h in hostnames.values())
+    probe = "; ".join(f"timeout 5 bash -c '</dev/tcp/{a}/{port}' 2>/dev/null && echo reached:{a}"
+                      for a in addresses.values())
     with ThreadPoolExecutor(len(hosts)) as pool:
-        resolved = dict(zip(names, pool.map(lambda h: _ssh(ssh, h, probe), names)))
-    for name, lines in resolved.items():
-        found = {line.split()[0]: line.split()[1:] for line in lines if len(line.split()) == 3}
-        for hostname in hostnames.values():
-            address, reached = found.get(hostname, ["-", "unreached"])
-            if address == "-":
-                raise UserError(f"{name}: cannot resolve the hostname {hostname!r} of a node (add it to DNS or to "
-                                "/etc/hosts on every node)")
-            if ipaddress.ip_address(address).is_loopback:
-                raise UserError(f"{name}: the hostname {hostname!r} resolves to {address}, a loopback address; Gloo "
-                                "needs the node's reachable address (fix /etc/hosts, e.g. Debian's 127.0.1.1 line)")
-            if reached != "reached":
-                raise UserError(f"{name}: cannot reach {hostname} at {address} (port {port})")
+        reached = dict(zip(names, pool.map(lambda h: _ssh(ssh, h, probe), names)))
+    for name in names:
+        for other, address in addresses.items():
+            if f"reached:{address}" not in reached[name]:
+                raise UserError(f"{name}: cannot reach {hostnames[other]} at {address} (port {port})")
 
 
 def _ssh(ssh: Ssh, host: str, remote: str) -> list[str]:
@@ -175,31 +204,38 @@ def run(command: list[str], hosts: list[Host] | None, ssh: Ssh, run_dir: Path) -
     node, and raises one line naming the failed worker and the iteration a rerun resumes from. Workers of this
     run folder left by a killed launcher are stopped first: two trainings must never share a folder."""
     _stop_workers(hosts, ssh, run_dir)
-    process = subprocess.Popen(command, stdout=subprocess.PIPE,  # stderr (the workers' progress bars) untouched
-                               preexec_fn=die_with_parent)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=die_with_parent)
     failed = []  # (rank, exit code, when) of the first failed worker horovodrun reports
+    refused = []  # the first user error a worker printed
 
-    def pass_through():
+    def pass_through(source, sink, pattern, found, parse):
         recent = ""
-        while chunk := process.stdout.read1(65536):
-            sys.stdout.buffer.write(chunk)  # byte for byte
-            sys.stdout.buffer.flush()
+        while chunk := source.read1(65536):
+            if not refused:  # after a worker's one line, horovodrun's traceback and the other workers' copies
+                sink.buffer.write(chunk)  # byte for byte: the workers' progress bars stay as they are
+                sink.buffer.flush()
             recent = (recent + chunk.decode(errors="replace"))[-4096:]
-            if not failed and (match := FAILED.search(recent)):
-                failed.append((int(match.group(1)), int(match.group(2)), time.monotonic()))
+            if not found and (match := pattern.search(recent)):
+                found.append(parse(match))
 
-    output = threading.Thread(target=pass_through, daemon=True)
-    output.start()
+    pumps = [threading.Thread(target=pass_through, daemon=True, args=args) for args in (
+        (process.stdout, sys.stdout, FAILED, failed, lambda m: (int(m.group(1)), int(m.group(2)), time.monotonic())),
+        (process.stderr, sys.stderr, WORKER_ERROR, refused, lambda m: m.group(1).strip()))]
+    for pump in pumps:
+        pump.start()
     while process.poll() is None:
         if failed and time.monotonic() - failed[0][2] > STOP_GRACE_S:
             # horovodrun can wait minutes on its ssh client to a node that left the network: end both
             subprocess.run(["pkill", "-9", "-P", str(process.pid)], capture_output=True)
             process.kill()
         time.sleep(0.2)
-    output.join(timeout=5)  # an ssh client that outlived horovodrun may hold its output open
+    for pump in pumps:
+        pump.join(timeout=5)  # an ssh client that outlived horovodrun may hold its output open
     if process.returncode == 0:
         return 0
     _stop_workers(hosts, ssh, run_dir)
+    if refused:
+        raise UserError(refused[0])
     where = ""
     if failed:
         rank, code, _ = failed[0]

@@ -3,6 +3,7 @@
 `sgan train` would."""
 
 import argparse
+import socket
 import sys
 
 from sgan.errors import exit_code
@@ -16,6 +17,8 @@ def train_here(run: RunDir, cfg) -> None:
     from sgan.training.train import train
 
     dist = horovod.init()
+    if dist.device != "CPU":
+        print(f"worker {dist.rank} of {dist.size} on {socket.gethostname()}: {dist.device}", flush=True)
     train(cfg, run.dataset(), run.labeled(), run.path, dist)
     if dist.is_chief:
         print(f"trained {run.config().iterations} iterations; models and checkpoints in {run.path}")
