@@ -107,6 +107,29 @@ def test_evaluate_without_trained_models_and_bad_hosts_exit_2(tmp_path):
     assert result.returncode == 2 and "--hosts: 'node1:four' is not HOST or HOST:SLOTS" in result.stderr
 
 
+
+@pytest.mark.parametrize("command", ["train", "pipeline"])
+@pytest.mark.parametrize("text, fragment", [
+    ("node1 slots=2\nnode2\n", "line 2: 'node2' names no slots (`HOST slots=N`)"),
+    ("node1 slots=0\n", "line 1: 'node1 slots=0' is not `HOST slots=N` with N >= 1"),
+    ("# nobody\n\n", "names no hosts"),
+    ("node1 slots=1\nnode1 slots=1\n", "names a host twice"),
+    (None, "cannot read it (No such file or directory)"),
+])
+def test_a_bad_hostfile_is_one_line_before_anything_starts(tmp_path, command, text, fragment):
+    hostfile = tmp_path / "hostfile"
+    if text is not None:
+        hostfile.write_text(text)
+    target = ["--run-dir", tmp_path / "run"] if command == "train" else ["--data", tmp_path / "data"]
+    if command == "train":
+        assert sgan("prepare", "--data", write_idx_dataset(tmp_path / "data"), "--run-dir", tmp_path / "run",
+                    "--labels", 20).returncode == 0
+    result = sgan(command, *target, "--hostfile", hostfile)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"sgan: error: --hostfile {hostfile}")
+    assert fragment in result.stderr.strip().splitlines()[-1] and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
 def test_a_time_budget_on_two_workers_sets_one_count_that_a_fixed_count_repeats(tmp_path):
     """`sgan train --time-budget` through horovodrun: rank 0's timing decides the count, every worker stops there,
     and the count is written where `--iterations COUNT` can repeat it."""
