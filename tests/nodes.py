@@ -33,14 +33,19 @@ def unavailable() -> str | None:
 
 
 class Nodes:
-    def __init__(self, root: Path):
+    """`names` become the nodes' hostnames; `hosts(nodes, node)` is that node's /etc/hosts (default: every node by
+    name)."""
+
+    def __init__(self, root: Path, names=("node1", "node2"), hosts=None):
         self.root = root
         self.tag = secrets.token_hex(2)
         self.subnet = f"10.213.{secrets.randbelow(200) + 20}"
         self.switch = f"sgan{self.tag}sw"
-        self.names = ["node1", "node2"]
-        self.namespaces = {name: f"sgan{self.tag}{name}" for name in self.names}
+        self.names = list(names)
+        self.namespaces = {name: f"sgan{self.tag}{i}" for i, name in enumerate(self.names)}
         self.addresses = {name: f"{self.subnet}.{i + 2}" for i, name in enumerate(self.names)}
+        self.hosts = hosts or (lambda nodes, node: "127.0.0.1 localhost\n" + "".join(
+            f"{a} {n}\n" for n, a in nodes.addresses.items()))
         self.key = root / "id_ed25519"
         self.ssh_port = SSH_PORT
         self.bin = root / "bin"  # an `ssh` that uses this test's known_hosts, never the user's
@@ -71,14 +76,14 @@ class Nodes:
     def _sh(self, *command):
         subprocess.run(command, check=True, capture_output=True)
 
-    def up(self):
+    def up(self, sshd: bool = True):
+        """The network; with `sshd`, a root sshd on every node accepting this test's key."""
         ns = self.namespaces
         for namespace in (self.switch, *ns.values()):
             self._sh("ip", "netns", "add", namespace)
             self._sh("ip", "-n", namespace, "link", "set", "lo", "up")
         self._sh("ip", "-n", self.switch, "link", "add", "br0", "type", "bridge")
         self._sh("ip", "-n", self.switch, "link", "set", "br0", "up")
-        hosts = "127.0.0.1 localhost\n" + "".join(f"{a} {n}\n" for n, a in self.addresses.items())
         for i, node in enumerate(self.names):
             self._sh("ip", "link", "add", f"sg{self.tag}p{i}", "netns", self.switch, "type", "veth", "peer", "name",
                      "eth0", "netns", ns[node])
@@ -87,7 +92,11 @@ class Nodes:
             self._sh("ip", "-n", ns[node], "link", "set", "eth0", "up")
             etc = Path("/etc/netns") / ns[node]  # `ip netns exec` mounts these over /etc/hosts and /etc/hostname
             etc.mkdir(parents=True, exist_ok=True)
-            (etc / "hosts").write_text(hosts)
+            (etc / "hosts").write_text(self.hosts(self, node))
+        if sshd:
+            self._start_sshd()
+
+    def _start_sshd(self):
         self._ssh_keys()
         Path("/run/sshd").mkdir(exist_ok=True)
         for node in self.names:
@@ -131,6 +140,7 @@ class Nodes:
                 subprocess.run(["kill", "-9", pid], capture_output=True)
         for process in self.sshd.values():
             process.wait(timeout=10)
+        self.sshd.clear()
         for namespace in (*self.namespaces.values(), self.switch):
             subprocess.run(["ip", "netns", "delete", namespace], capture_output=True)
             shutil.rmtree(Path("/etc/netns") / namespace, ignore_errors=True)
@@ -145,9 +155,14 @@ def _cmdline(pid: str) -> str:
 
 @contextmanager
 def two_nodes(root: Path):
-    nodes = Nodes(root)
+    with nodes_up(Nodes(root)) as nodes:
+        yield nodes
+
+
+@contextmanager
+def nodes_up(nodes: Nodes, sshd: bool = True):
     try:
-        nodes.up()
+        nodes.up(sshd)
         yield nodes
     finally:
         nodes.down()

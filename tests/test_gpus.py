@@ -17,6 +17,7 @@ from sgan.distributed.horovod import use_gpus
 from sgan.errors import UserError
 
 HOROVODRUN = Path(sys.executable).with_name("horovodrun")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def devices(count: int):
@@ -99,3 +100,26 @@ def test_two_workers_on_one_gpu_stop_with_one_line_and_exit_2(prepared, tmp_path
     assert "Traceback" not in done.stderr
     assert checkpoints == (sorted((prepared / "checkpoints").glob("*")) if checkpoints else [])
     assert not (tmp_path / "gpus.jsonl").exists()  # nothing was made visible, nothing allowed to grow
+
+
+def test_the_gpu_check_says_there_is_no_gpu_here_and_exits_0(tmp_path):
+    done = subprocess.run([sys.executable, ROOT / "benchmarks" / "gpu_check.py", "--results", tmp_path / "r.jsonl"],
+                          capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = json.loads(done.stdout.strip().splitlines()[-1])
+    assert line["gpus"] == 0 and line["checked"] is False and not (tmp_path / "r.jsonl").exists()
+
+
+@pytest.mark.skipif(not HOROVODRUN.exists(), reason="needs Horovod (scripts/make-env.sh)")
+def test_the_gpu_check_starts_one_worker_per_gpu_and_reports_its_device_precision_and_rate(tmp_path):
+    """With two stand-in GPUs (the computation stays on the CPU): the check's own code path, end to end."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).with_name("gpu_stand_in")), "SGAN_TEST_GPUS": "2",
+           "SGAN_TEST_GPU_LOG": str(tmp_path / "gpus.jsonl"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, ROOT / "benchmarks" / "gpu_check.py", "--steps", "2", "--warmup", "1",
+                           "--results", tmp_path / "r.jsonl"], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    line = json.loads((tmp_path / "r.jsonl").read_text())
+    assert line["gpus"] == 2 and line["checked"] and line["one_gpu_each"]
+    assert [w["device"] for w in line["workers"]] == ["GPU 0", "GPU 1"]
+    assert all(w["precision"] == "fp16" and w["policy"] == "mixed_float16" for w in line["workers"])
+    assert all(w["loss_scale"] > 0 and w["iterations_per_s"] > 0 for w in line["workers"])

@@ -1,5 +1,6 @@
 """Training across two nodes: two network namespaces with their own hostnames and sshd (tests/nodes.py), real
-horovodrun over ssh, the Prefect flow with `hosts`, a worker killed mid-run, and the preflight's errors."""
+horovodrun over ssh, a worker killed mid-run, and the preflight's errors. The Prefect flow across nodes runs in
+tests/test_k8s.py, as the Kubernetes MPIJob's launcher runs it."""
 
 import json
 import re
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import nodes as simulated
 import pytest
-from conftest import SGAN, flow_env, write_idx_dataset
+from conftest import SGAN, write_idx_dataset
 
 from sgan.distributed.launch import GLOO_TIMEOUT_S
 
@@ -129,21 +130,6 @@ def test_a_node_that_vanishes_stops_the_job_within_the_gloo_timeout_and_a_rerun_
     assert code == 0, out[-3000:] + err[-3000:]
     assert f"from iteration {resumed_from}" in out
     assert not any(cluster.processes_matching(f"sgan.distributed.worker --run-dir {prepared}").values())
-
-
-def test_the_flow_trains_across_nodes(cluster, tmp_path):
-    write_idx_dataset(tmp_path / "data")
-    ssh = ["--ssh-port", str(simulated.SSH_PORT), "--ssh-identity-file", str(cluster.key)]
-    process = cluster.run_on(
-        "node1", [SGAN, "pipeline", "--data", tmp_path / "data", "--labels", 20,
-                  "--hosts", HOSTS, *ssh, "--iterations", 6, "--batch-size", 8, "--accuracy-gate", 0,
-                  "--output-root", tmp_path / "out"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=flow_env(tmp_path / "prefect-home", cluster.env()))
-    output, _ = process.communicate(timeout=900)
-    assert process.returncode == 0, output[-4000:]
-    assert "2 worker(s) x batch 8 = global batch 16" in output and "--hosts node1:1,node2:1" in output
-    assert (tmp_path / "out" / "models" / "latest" / "model.onnx").exists()
 
 
 @pytest.mark.parametrize("hosts, extra, fragment", [
