@@ -27,8 +27,10 @@ def feature_matching_loss(real_features, fake_features):
     """Salimans et al. 2016: || mean f(x_real) - mean f(G(z)) ||^2 over the batch, f an intermediate layer of D.
 
     The generator matches the statistics the discriminator finds useful instead of fooling it outright,
-    which keeps the classifier's features sharp for semi-supervised learning.
+    which keeps the classifier's features sharp for semi-supervised learning. In float32 under every precision
+    policy, as every loss is: float16 features would make a float16 loss the loss scale cannot multiply.
     """
+    real_features, fake_features = tf.cast(real_features, tf.float32), tf.cast(fake_features, tf.float32)
     gap = tf.reduce_mean(real_features, axis=0) - tf.reduce_mean(fake_features, axis=0)
     return tf.reduce_mean(tf.square(gap))
 
