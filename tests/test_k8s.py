@@ -135,12 +135,7 @@ class Pods:
         declared = {m["mountPath"] for m in container.get("volumeMounts", []) if m["mountPath"] != "/dev/shm"}
         assert declared <= set(mounts), f"{pod}: the test mounts no source for {declared - set(mounts)}"
         read_only = {m["mountPath"] for m in container.get("volumeMounts", []) if m.get("readOnly")}
-        script = ["set -e", "mount --make-rprivate /",
-                  # the interpreter lives under root's home here (in the image: /opt/sgan), readable by the user
-                  f"mkdir -p {self.stage}/root && mount --bind /root {self.stage}/root",
-                  "mount -t tmpfs -o mode=0755 tmpfs /root", "mkdir /root/.cache /root/.pyenv",
-                  f"mount --bind {self.stage}/root/.cache /root/.cache",
-                  f"mount --bind {self.stage}/root/.pyenv /root/.pyenv",
+        script = ["set -e", "mount --make-rprivate /", *self._interpreter_readable(),
                   f"mount --bind {self.stage}/passwd /etc/passwd", f"mount --bind {self.stage}/group /etc/group",
                   "mount -t tmpfs -o mode=0755 tmpfs /home", "mkdir -p /home/sgan",
                   f"cp {ROOT}/k8s/image/sshd_config /home/sgan/.sshd_config",  # Dockerfile: COPY --chown=sgan
@@ -160,6 +155,18 @@ class Pods:
                       + " ".join(f"{k}={v}" for k, v in variables.items()) + ' "$@"')
         command = [*container.get("command", []), *container.get("args", []), *extra_args]
         return self.nodes.run_on(pod, ["sh", "-c", "\n".join(script), "pod", *command], **popen)
+
+    def _interpreter_readable(self) -> list[str]:
+        """Shell lines that let the pod's user reach this interpreter and its packages (in the image: /opt/sgan)
+        where they live in a home only root may enter: that home becomes a tmpfs holding just those folders."""
+        home = Path.home()
+        if home.stat().st_mode & 0o001:
+            return []
+        used = [Path(p).resolve() for p in [*sys.path, sys.base_prefix, sys.executable] if p]
+        tops = sorted({home / p.relative_to(home).parts[0] for p in used if p.is_relative_to(home) and p != home})
+        lines = [f"mkdir -p {self.stage}/home && mount --bind {home} {self.stage}/home",
+                 f"mount -t tmpfs -o mode=0755 tmpfs {home}"]
+        return lines + [f"mkdir -p {t} && mount --bind {self.stage}/home/{t.name} {t}" for t in tops]
 
     def up(self):
         self.nodes.up(sshd=False)
