@@ -140,7 +140,6 @@ class Nodes:
                 subprocess.run(["kill", "-9", pid], capture_output=True)
         for process in self.sshd.values():
             process.wait(timeout=10)
-        self.sshd.clear()
         for namespace in (*self.namespaces.values(), self.switch):
             subprocess.run(["ip", "netns", "delete", namespace], capture_output=True)
             shutil.rmtree(Path("/etc/netns") / namespace, ignore_errors=True)
@@ -155,14 +154,9 @@ def _cmdline(pid: str) -> str:
 
 @contextmanager
 def two_nodes(root: Path):
-    with nodes_up(Nodes(root)) as nodes:
-        yield nodes
-
-
-@contextmanager
-def nodes_up(nodes: Nodes, sshd: bool = True):
+    nodes = Nodes(root)
     try:
-        nodes.up(sshd)
+        nodes.up()
         yield nodes
     finally:
         nodes.down()

@@ -110,7 +110,7 @@ class Pods:
     but not the other pods' short names."""
 
     def __init__(self, root: Path, job: dict):
-        self.root, self.job = root, job
+        self.root = root
         self.name = job["metadata"]["name"]
         workers = job["spec"]["mpiReplicaSpecs"]["Worker"]["replicas"]
         self.workers = [f"{self.name}-worker-{i}" for i in range(workers)]
@@ -127,7 +127,7 @@ class Pods:
         return "127.0.0.1 localhost\n" + own + "".join(f"{a} {self.service_name(n)}\n"
                                                       for n, a in nodes.addresses.items())
 
-    def run(self, pod: str, container: dict, template: dict, mounts: dict, env: dict = None, cwd="/",
+    def run(self, pod: str, container: dict, template: dict, mounts: dict, cwd="/",
             extra_args=(), read_only_root=False, **popen) -> subprocess.Popen:
         """Starts `container`'s command and args (+ `extra_args`) in `pod` as the pod's user, with `mounts`
         ({mount path: source}) and the image's home; the volumes the container mounts must all be in `mounts`."""
@@ -150,7 +150,7 @@ class Pods:
             script.append("mount -o remount,bind,ro /")
         variables = {"HOME": "/home/sgan", "USER": "sgan", "LOGNAME": "sgan", "TF_CPP_MIN_LOG_LEVEL": "3",
                      "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-                     **{e["name"]: e["value"] for e in container.get("env", [])}, **(env or {})}
+                     **{e["name"]: e["value"] for e in container.get("env", [])}}
         script.append(f'cd {cwd} && exec setpriv --reuid {user} --regid {user} --clear-groups env -i '
                       + " ".join(f"{k}={v}" for k, v in variables.items()) + ' "$@"')
         command = [*container.get("command", []), *container.get("args", []), *extra_args]
@@ -171,12 +171,9 @@ class Pods:
     def up(self):
         self.nodes.up(sshd=False)
         self.stage.mkdir(mode=0o700)
-        passwd = Path("/etc/passwd").read_text().splitlines()
-        (self.stage / "passwd").write_text("\n".join([l for l in passwd if l.split(":")[2] != str(USER)]
-                                                     + [f"sgan:x:{USER}:{USER}::/home/sgan:/bin/bash", ""]))
-        group = Path("/etc/group").read_text().splitlines()
-        (self.stage / "group").write_text("\n".join([l for l in group if l.split(":")[2] != str(USER)]
-                                                    + [f"sgan:x:{USER}:", ""]))
+        for name, entry in (("passwd", f"sgan:x:{USER}:{USER}::/home/sgan:/bin/bash"), ("group", f"sgan:x:{USER}:")):
+            lines = [line for line in Path("/etc", name).read_text().splitlines() if line.split(":")[2] != str(USER)]
+            (self.stage / name).write_text("\n".join([*lines, entry, ""]))  # the image's user in place of uid 1000
         secret = self.root / "ssh-secret"  # what the operator's Secret holds, as a secret volume shows it
         secret.mkdir()
         subprocess.run(["ssh-keygen", "-q", "-t", "ecdsa", "-b", "521", "-N", "", "-f", secret / "id_rsa"],

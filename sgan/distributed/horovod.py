@@ -65,9 +65,10 @@ def init() -> Distribution:
     try:
         import horovod.tensorflow as hvd
     except ImportError:
-        return Distribution(device=use_gpus(0, 1, horovod_worker=False))
-    hvd.init()
-    if hvd.size() == 1:
+        hvd = None
+    if hvd:
+        hvd.init()
+    if not hvd or hvd.size() == 1:
         return Distribution(device=use_gpus(0, 1, horovod_worker=False))
     device = use_gpus(hvd.local_rank(), hvd.local_size(), horovod_worker=True)
     # Workers sharing a host share its cores; oversubscribed TensorFlow thread pools slow every worker down.

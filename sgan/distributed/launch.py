@@ -71,12 +71,13 @@ def read_hostfile(path: Path) -> list[Host]:
         fields = line.partition("#")[0].split()
         if not fields:
             continue
-        slots = fields[1].removeprefix("slots=") if len(fields) == 2 and fields[1].startswith("slots=") else None
-        if len(fields) == 1:
-            raise UserError(f"--hostfile {path}, line {number}: {fields[0]!r} names no slots (`HOST slots=N`)")
-        if slots is None or not slots.isdigit() or int(slots) < 1:
+        name, *rest = fields
+        if not rest:
+            raise UserError(f"--hostfile {path}, line {number}: {name!r} names no slots (`HOST slots=N`)")
+        slots = rest[0].removeprefix("slots=") if len(rest) == 1 and rest[0].startswith("slots=") else ""
+        if not slots.isdigit() or int(slots) < 1:
             raise UserError(f"--hostfile {path}, line {number}: {line.strip()!r} is not `HOST slots=N` with N >= 1")
-        hosts.append(Host(fields[0], int(slots)))
+        hosts.append(Host(name, int(slots)))
     if not hosts:
         raise UserError(f"--hostfile {path} names no hosts")
     return _distinct(hosts, f"--hostfile {path}")
