@@ -12,6 +12,8 @@ ITERATIONS ?= 3000
 TIME_BUDGET ?=
 WORKERS ?= 2
 BATCH_SIZE ?= 50
+# Test processes (pytest-xdist): tests that share a fixture made once per module run in one of them.
+TEST_PROCESSES ?= 2
 
 .PHONY: env run test
 env:
@@ -25,4 +27,4 @@ run: env
 test: env
 	scripts/test-hosts.sh
 	scripts/test-browser.sh
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q --numprocesses $(TEST_PROCESSES) --dist loadgroup

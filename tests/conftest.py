@@ -1,14 +1,16 @@
-import atexit
-import functools
+import contextlib
+import fcntl
 import gzip
 import os
 import shutil
+import socket
 import subprocess
 import sys
-import tempfile
+import time
 import zlib
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -23,17 +25,32 @@ def _without_prefect(env: dict) -> dict:
     return {k: v for k, v in env.items() if not k.startswith("PREFECT_")}
 
 
-@functools.cache
-def _migrated_prefect_db() -> Path:
-    """A Prefect database migrated once per test session (`prefect server database upgrade`): a new Prefect home
-    that starts from a copy of it skips the 15 s of migrations, as a user's own home does after its first run."""
-    home = Path(tempfile.mkdtemp(prefix="sgan-tests-prefect-"))
-    atexit.register(shutil.rmtree, home, ignore_errors=True)
-    subprocess.run([str(Path(sys.executable).with_name("prefect")), "server", "database", "upgrade", "-y"],
-                   env={**_without_prefect(os.environ), "PREFECT_HOME": str(home),
-                        "PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
-                   check=True, capture_output=True, timeout=300)
-    return home / "prefect.db"
+PREFECT = Path(sys.executable).with_name("prefect")
+_PREFECT_DB: list[Path] = []  # the migrated database (the session fixture below fills it)
+
+
+def shared_root(tmp_path_factory) -> Path:
+    """The folder every test process of this run shares: pytest-xdist gives each worker a basetemp below it."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_prefect_db(tmp_path_factory):
+    _PREFECT_DB[:] = [shared_root(tmp_path_factory) / "prefect-migrated" / "prefect.db"]
+
+
+def _prefect_db() -> Path:
+    """A Prefect database migrated once per test run (`prefect server database upgrade`): a new Prefect home that
+    starts from a copy of it skips the 15 s of migrations, as a user's own home does after its first run."""
+    home = _PREFECT_DB[0].parent
+    with once(home) as first:
+        if first:
+            subprocess.run([str(PREFECT), "server", "database", "upgrade", "-y"],
+                           env={**_without_prefect(os.environ), "PREFECT_HOME": str(home),
+                                "PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
+                           check=True, capture_output=True, timeout=300)
+    return _PREFECT_DB[0]
 
 
 def flow_env(prefect_home: Path, base: dict | None = None, **extra) -> dict:
@@ -41,9 +58,40 @@ def flow_env(prefect_home: Path, base: dict | None = None, **extra) -> dict:
     the Prefect home, its database already migrated."""
     if not (prefect_home / "prefect.db").exists():
         prefect_home.mkdir(parents=True, exist_ok=True)
-        shutil.copy(_migrated_prefect_db(), prefect_home / "prefect.db")
+        shutil.copy(_prefect_db(), prefect_home / "prefect.db")
     return {**_without_prefect(base or os.environ), "PREFECT_HOME": str(prefect_home), "TF_CPP_MIN_LOG_LEVEL": "3",
             **extra}
+
+
+@contextlib.contextmanager
+def prefect_server(home: Path, **settings):
+    """A real `prefect server start` on a free loopback port: yields (API URL, the environment that uses it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    api = f"http://127.0.0.1:{port}/api"
+    env = flow_env(home, PREFECT_API_URL=api, PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false",
+                   **settings)
+    server = subprocess.Popen([str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.5)
+        yield api, env
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory) -> str:
+    """One real Prefect server for this test process's flow runs, as operators run one: a flow run with
+    PREFECT_API_URL set starts no temporary server of its own."""
+    with prefect_server(tmp_path_factory.mktemp("prefect-server")) as (api, _):
+        yield api
 
 
 def synthetic_images(labels: np.ndarray, shape=(28, 28, 1), seed=0) -> np.ndarray:
@@ -90,21 +138,45 @@ def rgb_npz(tmp_path) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def once(folder: Path):
+    """Yields True to the one test process that must make `folder` (the others wait, then get False): for what the
+    test processes of a run share."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = folder / ".done"
+        yield not done.exists()
+        done.touch()
+
+
 @pytest.fixture(scope="session")
 def exported_run(tmp_path_factory):
-    """A small SGAN trained on synthetic digits-like data, exported to ONNX (float and INT8)."""
+    """A small SGAN trained on synthetic digits-like data, exported to ONNX (float and INT8): made once per test
+    run, read by every test process."""
+    import json
+
+    from sgan import data
+
+    root = shared_root(tmp_path_factory) / "exported"
+    with once(root) as first:
+        if first:
+            _train_and_export(root)
+    return root / "run", json.loads((root / "run" / "onnx_report.json").read_text()), data.load(root / "data")
+
+
+def _train_and_export(root: Path):
     from deploy.export import export_run
     from sgan import atomic, data
     from sgan.config import TrainConfig
     from sgan.training.train import train
 
-    root = tmp_path_factory.mktemp("exported")
     dataset = data.load(write_idx_dataset(root / "data", n_train=400, n_test=200))
     labeled = data.choose_labeled(dataset.y_train, 50, 10, seed=0)
     atomic.write_json(root / "run" / "manifest.json", data.manifest(dataset, labeled, seed=0))
     train(TrainConfig(iterations=60, batch_size=16, z_dim=16, eval_every=60, checkpoint_every=60), dataset, labeled,
           root / "run")
-    return root / "run", export_run(root / "run", calibration_size=200), dataset
+    export_run(root / "run", calibration_size=200)
 
 
 def write_image_folder(root: Path, classes=("cat", "dog", "frog"), labeled_per_class=4, unlabeled=60,
@@ -130,3 +202,17 @@ def write_image_folder(root: Path, classes=("cat", "dog", "frog"), labeled_per_c
         save(root / "unlabeled" / f"batch{i % 3}" / f"part{i % 2}" / f"u{i}.{'jpg' if i % 5 == 0 else 'png'}",
              i % len(classes), i)
     return root
+
+
+# The end-to-end files whose tests take a minute or more: started first, so that the test processes end together.
+SLOW_FILES = ("test_pipeline.py", "test_k8s.py", "test_multinode.py", "test_cli.py", "test_gpus.py")
+
+
+def pytest_collection_modifyitems(items):
+    """With several test processes (pytest-xdist, `--dist loadgroup`): tests that share a module-scoped fixture run
+    in the same process, so that the fixture is made once; the slowest files go first."""
+    for item in items:
+        definitions = getattr(item, "_fixtureinfo", None)
+        if definitions and any(d.scope == "module" for ds in definitions.name2fixturedefs.values() for d in ds):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    items.sort(key=lambda item: item.path.name not in SLOW_FILES)

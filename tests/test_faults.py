@@ -3,6 +3,7 @@ one (moved aside, not deleted), none usable is one line, another configuration i
 model is one line."""
 
 import json
+import shutil
 
 import pytest
 from conftest import write_idx_dataset
@@ -11,14 +12,21 @@ from test_cli import sgan
 TRAIN = ("--preset", "seed", "--batch-size", 8, "--checkpoint-every", 10)
 
 
-@pytest.fixture
-def trained(tmp_path):
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory):
     """30 iterations of the seed preset: checkpoints at 10, 20 and 30."""
-    run = tmp_path / "run"
-    assert sgan("prepare", "--data", write_idx_dataset(tmp_path / "data"), "--labels", 20, "--run-dir", run).returncode == 0
+    tmp = tmp_path_factory.mktemp("faults")
+    run = tmp / "run"
+    assert sgan("prepare", "--data", write_idx_dataset(tmp / "data"), "--labels", 20, "--run-dir", run).returncode == 0
     result = sgan("train", "--run-dir", run, "--iterations", 30, *TRAIN)
     assert result.returncode == 0, result.stderr[-2000:]
     return run
+
+
+@pytest.fixture
+def trained(trained_once, tmp_path):
+    """A copy of that run for each test to damage."""
+    return shutil.copytree(trained_once, tmp_path / "run")
 
 
 def _truncate(run, iteration: int):

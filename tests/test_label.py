@@ -29,26 +29,31 @@ def _labeled(folder: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def published(tmp_path_factory):
-    """An image folder (2 labeled images per class) and v0001 trained on it by `sgan pipeline`."""
+def published(tmp_path_factory, prefect_api):
+    """An image folder (2 labeled images per class) and v0001 trained on it by `sgan pipeline`; flow runs (the
+    page's retrain too) report to the test run's Prefect server."""
     tmp = tmp_path_factory.mktemp("label")
     folder = write_image_folder(tmp / "data", classes=CLASSES, labeled_per_class=2, unlabeled=30, test_per_class=4)
     result = subprocess.run([SGAN, "pipeline", "--data", folder, "--iterations", "40", "--workers", "1",
                              "--batch-size", "8", "--accuracy-gate", "0", "--output-root", tmp / "out"],
-                            capture_output=True, text=True, env=flow_env(tmp / "prefect-home"), timeout=600)
+                            capture_output=True, text=True, env=_env(tmp, prefect_api), timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return tmp, folder
+    return tmp, folder, prefect_api
+
+
+def _env(tmp: Path, api: str) -> dict:
+    return flow_env(tmp / "prefect-home", PREFECT_API_URL=api)
 
 
 @pytest.fixture
 def server(published):
     """`sgan label FOLDER --model MODELS_ROOT` in its own process; yields its URL."""
-    tmp, folder = published
+    tmp, folder, api = published
     port = _free_port()
     process = subprocess.Popen([SGAN, "label", folder, "--model", tmp / "out" / "models", "--port", str(port),
                                 "--iterations", "40", "--workers", "1", "--accuracy-gate", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=flow_env(tmp / "prefect-home"))
+                               env=_env(tmp, api))
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while True:
@@ -64,7 +69,7 @@ def server(published):
 
 
 def test_the_api_refuses_what_it_cannot_do_with_a_json_4xx_and_moves_nothing(server, published):
-    _, folder = published
+    _, folder, _ = published
     before = _labeled(folder), sorted(p.name for p in (folder / "unlabeled").rglob("*.*"))
     first = httpx.get(f"{server}/api/batch?size=1").json()["images"][0]["file"]
     for path, body, status in [("label", {"file": "no/such.png", "class": "cat"}, 404),
@@ -83,7 +88,7 @@ def test_the_api_refuses_what_it_cannot_do_with_a_json_4xx_and_moves_nothing(ser
 
 
 def test_bad_arguments_are_one_line_and_exit_2(server, published, tmp_path):
-    tmp, folder = published
+    tmp, folder, api = published
     models = tmp / "out" / "models"
     port = server.rsplit(":", 1)[1]
     for args, message in [([tmp_path / "nowhere", "--model", models], "not an image folder"),
@@ -91,7 +96,7 @@ def test_bad_arguments_are_one_line_and_exit_2(server, published, tmp_path):
                           ([folder, "--model", tmp / "out"], "a models root is the flow's OUTPUT_ROOT/models"),
                           ([folder, "--model", models, "--port", port], f"127.0.0.1:{port}: ")]:
         result = subprocess.run([SGAN, "label", *map(str, args)], capture_output=True, text=True, timeout=120,
-                                env=flow_env(tmp / "prefect-home"))
+                                env=_env(tmp, api))
         assert result.returncode == 2 and result.stderr.startswith("sgan: error: "), (args, result.stderr)
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
@@ -106,7 +111,7 @@ def test_label_undo_race_two_tabs_and_retrain_in_a_real_browser(server, publishe
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    tmp, folder = published
+    tmp, folder, _ = published
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):

@@ -98,7 +98,8 @@ def test_a_killed_worker_stops_the_job_everywhere_and_a_rerun_resumes(cluster, p
     assert not any(cluster.processes_matching("sgan.distributed.worker").values())
 
 
-def test_a_node_that_vanishes_stops_the_job_within_the_gloo_timeout_and_a_rerun_resumes(cluster, prepared):
+def test_a_node_that_vanishes_stops_the_job_within_the_gloo_timeout_and_a_rerun_resumes(cluster, prepared,
+                                                                                         record_property):
     """node2 taken off the network mid-run: the workers give up after Gloo's timeout, the launcher prints its one
     line, and once node2 is back the same command resumes (stopping node2's stranded worker first)."""
     ssh = ["--ssh-port", str(simulated.SSH_PORT), "--ssh-identity-file", str(cluster.key)]
@@ -114,6 +115,7 @@ def test_a_node_that_vanishes_stops_the_job_within_the_gloo_timeout_and_a_rerun_
         cut_at = time.time()
         out, err = launcher.communicate(timeout=GLOO_TIMEOUT_S + 90)
         stopped_in = time.time() - cut_at
+        record_property("stopped_in_s", round(stopped_in, 1))  # for benchmarks/vanished_node.py
     finally:
         cluster.link("node2", "up")
         if launcher.poll() is None:

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,14 +15,11 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-from conftest import SGAN, flow_env, write_idx_dataset, write_image_folder
+from conftest import PREFECT, SGAN, flow_env, prefect_server, write_idx_dataset, write_image_folder
 from PIL import Image
 from test_cli import sgan
 from test_follow import Load
 from test_server import _free_port
-
-PREFECT = Path(sys.executable).with_name("prefect")
-
 
 def pipeline(tmp: Path, *args, wait=True, data=None, api=None):
     """`sgan pipeline` as users type it; on MNIST-format IDX files with 20 labels unless `data` (an image folder);
@@ -38,29 +34,6 @@ def pipeline(tmp: Path, *args, wait=True, data=None, api=None):
     return process.returncode, output
 
 
-@contextlib.contextmanager
-def prefect_server(home: Path, **settings):
-    """A real `prefect server start` on a free loopback port: yields (API URL, the environment that uses it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    api = f"http://127.0.0.1:{port}/api"
-    env = flow_env(home, PREFECT_API_URL=api, PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false",
-               **settings)
-    server = subprocess.Popen([str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(300):
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.5)
-        yield api, env
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pipeline")
@@ -68,19 +41,15 @@ def workspace(tmp_path_factory):
     return tmp
 
 
-def test_the_loop_new_labels_a_better_model_served_a_worse_one_refused_and_a_rollback(tmp_path):
+def test_the_loop_new_labels_a_better_model_served_a_worse_one_refused_and_a_rollback(tmp_path, prefect_api):
     """From an image folder: v1 by two Horovod workers, served by `sgan serve MODELS_ROOT` (2 processes) under a
     steady load; new labels -> v2 (two workers, warm-started from v1) promoted and served; far fewer iterations ->
     refused; the same inputs again -> nothing to do; `sgan models rollback` -> v1 served. No request fails, and
     versions change only at the switches."""
     data = write_image_folder(tmp_path / "photos", labeled_per_class=2, unlabeled=60, test_per_class=20)
     models = tmp_path / "out" / "models"
-    with prefect_server(tmp_path / "prefect-home") as (api, _):  # as operators run it: one API for every run
-        _loop(tmp_path, data, models, api)
-
-
-def _loop(tmp_path: Path, data: Path, models: Path, api: str):
-    code, output = pipeline(tmp_path, "--preset", "seed", "--workers", 2, "--iterations", 100, "--accuracy-gate", 0,
+    api = prefect_api  # as operators run it: one API for every run
+    code, output = pipeline(tmp_path, "--preset", "seed", "--workers", 2, "--iterations", 50, "--accuracy-gate", 0,
                             data=data, api=api)
     assert code == 0, output[-4000:]
     assert "2 worker(s) x batch 8 = global batch 16" in output
@@ -110,7 +79,7 @@ def _loop(tmp_path: Path, data: Path, models: Path, api: str):
         for folder in (tmp_path / "more" / "labeled").iterdir():  # new labels arrive
             for file in folder.iterdir():
                 file.rename(data / "labeled" / folder.name / f"new-{file.name}")
-        args = ("--preset", "seed", "--workers", 2, "--iterations", 100, "--accuracy-gate", 0, "--warm-start")
+        args = ("--preset", "seed", "--workers", 2, "--iterations", 50, "--accuracy-gate", 0, "--warm-start")
         retrained = time.monotonic()
         code, output = pipeline(tmp_path, *args, data=data, api=api)
         assert code == 0, output[-4000:]
@@ -150,11 +119,11 @@ def _loop(tmp_path: Path, data: Path, models: Path, api: str):
         assert fragment in listing, listing
 
 
-def test_killed_training_is_resumed_by_the_retry(workspace):
+def test_killed_training_is_resumed_by_the_retry(workspace, prefect_api):
     tmp = workspace / "killed"
     write_idx_dataset(tmp / "data")
     process = pipeline(tmp, "--workers", 1, "--iterations", 200, "--checkpoint-every", 25, "--accuracy-gate", 0,
-                       wait=False)
+                       wait=False, api=prefect_api)
     deadline = time.time() + 300
     while not list((tmp / "out").glob("runs/*/checkpoints/ckpt-50.index")):
         assert time.time() < deadline and process.poll() is None, "no checkpoint appeared"

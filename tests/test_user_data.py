@@ -158,12 +158,12 @@ def test_both_presets_train_and_export_other_shapes(tmp_path, preset, shape):
 
 
 @pytest.fixture(scope="module")
-def unevaluated_flow(tmp_path_factory):
+def unevaluated_flow(tmp_path_factory, prefect_api):
     """The Prefect flow on an image folder without a test set: a gate the user sets refuses, the default publishes
     with a warning."""
     tmp = tmp_path_factory.mktemp("user-flow")
     folder = write_image_folder(tmp / "data", test_per_class=0)
-    env = flow_env(tmp / "prefect-home", SGAN_CACHE_DIR=str(tmp / "cache"))
+    env = flow_env(tmp / "prefect-home", SGAN_CACHE_DIR=str(tmp / "cache"), PREFECT_API_URL=prefect_api)
     runs = []
     for gate in (["--accuracy-gate", "0.5"], []):
         command = [SGAN, "pipeline", "--data", str(folder), "--workers", "1",

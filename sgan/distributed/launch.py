@@ -5,6 +5,7 @@ worker left running on any node.
 
 import ctypes
 import ipaddress
+import os
 import re
 import shlex
 import signal
@@ -205,7 +206,10 @@ def run(command: list[str], hosts: list[Host] | None, ssh: Ssh, run_dir: Path) -
     node, and raises one line naming the failed worker and the iteration a rerun resumes from. Workers of this
     run folder left by a killed launcher are stopped first: two trainings must never share a folder."""
     _stop_workers(hosts, ssh, run_dir)
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=die_with_parent)
+    # Unbuffered: horovodrun prints a worker's failure to its stdout, a pipe here. Buffered, the line would wait
+    # for horovodrun's next write or its exit, and the stop bound below, which counts from that line, with it.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=die_with_parent,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
     failed = []  # (rank, exit code, when) of the first failed worker horovodrun reports
     refused = []  # the first user error a worker printed
 
