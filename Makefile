@@ -12,7 +12,7 @@ ITERATIONS ?= 3000
 TIME_BUDGET ?=
 WORKERS ?= 2
 BATCH_SIZE ?= 50
-# Test processes (pytest-xdist): tests that share a fixture made once per module run in one of them.
+# Test processes (pytest-xdist), given a test file at a time, so that a file's shared fixtures are made once.
 TEST_PROCESSES ?= 2
 
 .PHONY: env run test
@@ -27,4 +27,4 @@ run: env
 test: env
 	scripts/test-hosts.sh
 	scripts/test-browser.sh
-	$(VENV)/bin/python -m pytest -q --numprocesses $(TEST_PROCESSES) --dist loadgroup
+	$(VENV)/bin/python -m pytest -q --numprocesses $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder

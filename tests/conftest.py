@@ -204,15 +204,11 @@ def write_image_folder(root: Path, classes=("cat", "dog", "frog"), labeled_per_c
     return root
 
 
-# The end-to-end files whose tests take a minute or more: started first, so that the test processes end together.
-SLOW_FILES = ("test_pipeline.py", "test_k8s.py", "test_multinode.py", "test_cli.py", "test_gpus.py")
+# The files whose tests take minutes: started first (`make test` keeps this order), so that the test processes,
+# given a file at a time, end together.
+SLOW_FILES = ("test_pipeline.py", "test_multinode.py", "test_k8s.py", "test_gpus.py", "test_cli.py",
+              "test_user_data.py", "test_train.py", "test_label.py", "test_horovod.py")
 
 
 def pytest_collection_modifyitems(items):
-    """With several test processes (pytest-xdist, `--dist loadgroup`): tests that share a module-scoped fixture run
-    in the same process, so that the fixture is made once; the slowest files go first."""
-    for item in items:
-        definitions = getattr(item, "_fixtureinfo", None)
-        if definitions and any(d.scope == "module" for ds in definitions.name2fixturedefs.values() for d in ds):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
-    items.sort(key=lambda item: item.path.name not in SLOW_FILES)
+    items.sort(key=lambda item: SLOW_FILES.index(item.path.name) if item.path.name in SLOW_FILES else len(SLOW_FILES))
