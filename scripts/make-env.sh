@@ -25,8 +25,10 @@ if [ ! -f "$deps/.complete" ]; then
     HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
         "$deps/bin/pip" install -q --no-build-isolation --no-cache-dir horovod==0.28.1
     "$deps/bin/pip" check
-    if ! "$deps/bin/horovodrun" --check-build | grep -q '\[X\] TensorFlow'; then
-        "$deps/bin/horovodrun" --check-build >&2
+    # Read whole, then searched: `grep -q` leaving early would end horovodrun with SIGPIPE and fail the pipeline.
+    build=$("$deps/bin/horovodrun" --check-build)
+    if ! grep -q '\[X\] TensorFlow' <<< "$build"; then
+        echo "$build" >&2
         echo "make-env: Horovod was built without TensorFlow support" >&2
         exit 1
     fi

@@ -142,9 +142,10 @@ def test_killed_training_is_resumed_by_the_retry(workspace, prefect_api):
     assert history[-1]["step"] == 200
 
 
-def test_a_killed_flow_leaves_no_trainer_and_the_same_command_resumes(workspace):
+def test_a_killed_flow_leaves_no_trainer_and_the_same_command_resumes(workspace, prefect_api):
     """The flow process (and the embedded Prefect API inside it) killed mid-training: its trainer dies with it;
-    the same command again skips prepare (cached) and resumes the same run folder from its checkpoint."""
+    the same command again skips prepare (cached) and resumes the same run folder from its checkpoint. The cache
+    is the Prefect home's, whichever API the run reports to: the second run reports to a server."""
     tmp = workspace / "killed-flow"
     write_idx_dataset(tmp / "data")
     args = ("--workers", 1, "--iterations", 200, "--checkpoint-every", 25, "--accuracy-gate", 0)
@@ -168,7 +169,7 @@ def test_a_killed_flow_leaves_no_trainer_and_the_same_command_resumes(workspace)
         assert time.time() < deadline, "the trainer outlived the killed flow"
         time.sleep(0.2)
 
-    code, output = pipeline(tmp, *args)
+    code, output = pipeline(tmp, *args, api=prefect_api)
     assert code == 0, output[-4000:]
     assert "Task run 'prepare_dataset" in output and "Cached" in output
     starts = [int(n) for n in re.findall(r"from iteration (\d+)", output)]
