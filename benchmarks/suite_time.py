@@ -42,12 +42,15 @@ def summarize(junit: Path) -> dict:
             "slowest": [{"test": name, "seconds": round(s, 1)} for s, name in sorted(cases, reverse=True)[:10]]}
 
 
+CODE = ("sgan", "deploy", "pipeline", "cli", "tests", "scripts", "Makefile", "pyproject.toml", "requirements.lock")
+
+
 def commit() -> str:
-    """HEAD, with `+changes` when the code or the tests differ from it."""
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    changed = subprocess.run(["git", "status", "--porcelain", "--", "sgan", "deploy", "pipeline", "cli", "tests",
-                              "Makefile", "pyproject.toml"], capture_output=True, text=True, cwd=ROOT)
-    return head.stdout.strip() + ("+changes" if changed.stdout.strip() else "")
+    """The last commit that changed the code or the tests (a commit of results alone measures nothing new), with
+    `+changes` when they differ from it."""
+    last = subprocess.run(["git", "log", "-1", "--format=%h", "--", *CODE], capture_output=True, text=True, cwd=ROOT)
+    changed = subprocess.run(["git", "status", "--porcelain", "--", *CODE], capture_output=True, text=True, cwd=ROOT)
+    return last.stdout.strip() + ("+changes" if changed.stdout.strip() else "")
 
 
 def main():
