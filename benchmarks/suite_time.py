@@ -12,6 +12,7 @@ import datetime
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
@@ -67,7 +68,7 @@ def main():
         junit = Path(tmp) / "junit.xml"
         env = {**os.environ, "PYTEST_ADDOPTS": f"{os.environ.get('PYTEST_ADDOPTS', '')} --junitxml={junit}".strip()}
         started = time.perf_counter()
-        code = subprocess.run(["make", "test"], cwd=ROOT, env=env).returncode
+        code = subprocess.run(["make", "test"], cwd=ROOT, env=env, stdout=sys.stderr).returncode  # stdout: the line
         line.update(command="make test", exit_code=code, wall_s=round(time.perf_counter() - started, 1),
                     **summarize(junit))
     record(line, RESULTS)
