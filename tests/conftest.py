@@ -35,6 +35,18 @@ def shared_root(tmp_path_factory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
+@contextlib.contextmanager
+def once(folder: Path):
+    """Yields True to the one test process that must make `folder` (the others wait, then get False): for what the
+    test processes of a run share."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = folder / ".done"
+        yield not done.exists()
+        done.touch()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _shared_prefect_db(tmp_path_factory):
     _PREFECT_DB[:] = [shared_root(tmp_path_factory) / "prefect-migrated" / "prefect.db"]
@@ -63,12 +75,16 @@ def flow_env(prefect_home: Path, base: dict | None = None, **extra) -> dict:
             **extra}
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @contextlib.contextmanager
 def prefect_server(home: Path, **settings):
     """A real `prefect server start` on a free loopback port: yields (API URL, the environment that uses it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = flow_env(home, PREFECT_API_URL=api, PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false",
                    **settings)
@@ -136,18 +152,6 @@ def rgb_npz(tmp_path) -> Path:
     np.savez(path, x_train=synthetic_images(y_train, (32, 32, 3)), y_train=y_train,
              x_test=synthetic_images(y_test, (32, 32, 3), seed=1), y_test=y_test)
     return path
-
-
-@contextlib.contextmanager
-def once(folder: Path):
-    """Yields True to the one test process that must make `folder` (the others wait, then get False): for what the
-    test processes of a run share."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        done = folder / ".done"
-        yield not done.exists()
-        done.touch()
 
 
 @pytest.fixture(scope="session")

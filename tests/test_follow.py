@@ -15,9 +15,8 @@ import numpy as np
 import onnx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from conftest import SGAN
+from conftest import SGAN, free_port
 from test_cli import sgan
-from test_server import _free_port
 
 from deploy import history
 
@@ -96,7 +95,7 @@ def test_the_server_follows_latest_under_load_and_refuses_versions_that_cannot_s
     models = ("models", "--models-root", root)
     assert sgan(*models, "promote", "v0001").returncode == 0
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([SGAN, "serve", str(root), "--port", str(port), "--workers", str(WORKERS),
                                "--poll-seconds", "0.2"], stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -167,7 +166,7 @@ def test_int8_serves_each_versions_edge_model_and_is_refused_where_there_is_none
     (_version(root, "v0001", run) / "model.int8.onnx").write_bytes(int8)
     _version(root, "v0002", run)  # no INT8 model published
     history.point_latest(root, "v0001")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([SGAN, "serve", str(root), "--int8", "--port", str(port)], stderr=subprocess.PIPE,
                               text=True)
     try:

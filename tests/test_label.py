@@ -4,7 +4,6 @@ its JSON API's refusals over real HTTP. The model comes from a real flow run; re
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -12,16 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import SGAN, flow_env, write_image_folder
+from conftest import SGAN, flow_env, free_port, write_image_folder
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 CLASSES = ("cat", "dog", "frog")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _labeled(folder: Path) -> dict:
@@ -38,7 +31,7 @@ def published(tmp_path_factory, prefect_api):
                              "--batch-size", "8", "--accuracy-gate", "0", "--output-root", tmp / "out"],
                             capture_output=True, text=True, env=_env(tmp, prefect_api), timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return tmp, folder, prefect_api
+    return tmp, folder
 
 
 def _env(tmp: Path, api: str) -> dict:
@@ -46,14 +39,14 @@ def _env(tmp: Path, api: str) -> dict:
 
 
 @pytest.fixture
-def server(published):
+def server(published, prefect_api):
     """`sgan label FOLDER --model MODELS_ROOT` in its own process; yields its URL."""
-    tmp, folder, api = published
-    port = _free_port()
+    tmp, folder = published
+    port = free_port()
     process = subprocess.Popen([SGAN, "label", folder, "--model", tmp / "out" / "models", "--port", str(port),
                                 "--iterations", "40", "--workers", "1", "--accuracy-gate", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=_env(tmp, api))
+                               env=_env(tmp, prefect_api))
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while True:
@@ -69,7 +62,7 @@ def server(published):
 
 
 def test_the_api_refuses_what_it_cannot_do_with_a_json_4xx_and_moves_nothing(server, published):
-    _, folder, _ = published
+    _, folder = published
     before = _labeled(folder), sorted(p.name for p in (folder / "unlabeled").rglob("*.*"))
     first = httpx.get(f"{server}/api/batch?size=1").json()["images"][0]["file"]
     for path, body, status in [("label", {"file": "no/such.png", "class": "cat"}, 404),
@@ -87,8 +80,8 @@ def test_the_api_refuses_what_it_cannot_do_with_a_json_4xx_and_moves_nothing(ser
     assert (_labeled(folder), sorted(p.name for p in (folder / "unlabeled").rglob("*.*"))) == before
 
 
-def test_bad_arguments_are_one_line_and_exit_2(server, published, tmp_path):
-    tmp, folder, api = published
+def test_bad_arguments_are_one_line_and_exit_2(server, published, prefect_api, tmp_path):
+    tmp, folder = published
     models = tmp / "out" / "models"
     port = server.rsplit(":", 1)[1]
     for args, message in [([tmp_path / "nowhere", "--model", models], "not an image folder"),
@@ -96,7 +89,7 @@ def test_bad_arguments_are_one_line_and_exit_2(server, published, tmp_path):
                           ([folder, "--model", tmp / "out"], "a models root is the flow's OUTPUT_ROOT/models"),
                           ([folder, "--model", models, "--port", port], f"127.0.0.1:{port}: ")]:
         result = subprocess.run([SGAN, "label", *map(str, args)], capture_output=True, text=True, timeout=120,
-                                env=_env(tmp, api))
+                                env=_env(tmp, prefect_api))
         assert result.returncode == 2 and result.stderr.startswith("sgan: error: "), (args, result.stderr)
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
@@ -111,7 +104,7 @@ def test_label_undo_race_two_tabs_and_retrain_in_a_real_browser(server, publishe
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    tmp, folder, _ = published
+    tmp, folder = published
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):

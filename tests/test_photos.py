@@ -2,14 +2,13 @@
 missing import or registration cannot hide behind an earlier step in the same process."""
 
 import json
-import socket
 import subprocess
 import time
 
 import httpx
 import numpy as np
 import pytest
-from conftest import SGAN, write_image_folder
+from conftest import SGAN, free_port, write_image_folder
 from test_cli import sgan
 
 from sgan.config import PRESETS
@@ -51,9 +50,7 @@ def test_every_step_in_its_own_process(photos, tmp_path, monkeypatch, preset):
     [answer] = json.loads(result.stdout)
     assert answer["label"] in ("cat", "dog", "frog") and 0 < answer["probability"] <= 1
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen([SGAN, "serve", run / "model.onnx", "--port", str(port)], stderr=subprocess.PIPE)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:

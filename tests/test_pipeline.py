@@ -15,11 +15,11 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-from conftest import PREFECT, SGAN, flow_env, prefect_server, write_idx_dataset, write_image_folder
+from conftest import PREFECT, SGAN, flow_env, free_port, prefect_server, write_idx_dataset, write_image_folder
 from PIL import Image
 from test_cli import sgan
 from test_follow import Load
-from test_server import _free_port
+
 
 def pipeline(tmp: Path, *args, wait=True, data=None, api=None):
     """`sgan pipeline` as users type it; on MNIST-format IDX files with 20 labels unless `data` (an image folder);
@@ -61,7 +61,7 @@ def test_the_loop_new_labels_a_better_model_served_a_worse_one_refused_and_a_rol
     assert report["float"]["parity"]["max_abs_diff"] <= 1e-5 and report["float"]["parity"]["same_class"] >= 0.9999
     assert "ONNX parity: max |p_tf - p_onnx|" in output and "latest:" in output and "wall time" in output
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([SGAN, "serve", str(models), "--port", str(port), "--workers", "2",
                                "--poll-seconds", "0.5"], stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

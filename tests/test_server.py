@@ -16,17 +16,11 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-from conftest import SGAN
+from conftest import SGAN, free_port
 from PIL import Image
 
 WORKERS = 2
 RSS_BOUND_MB = 600  # per server process, after the hostile set
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +29,7 @@ def server(exported_run, tmp_path_factory):
     blocked = tmp_path_factory.mktemp("no-tensorflow")
     for module in ("tensorflow", "keras", "tf2onnx"):
         (blocked / f"{module}.py").write_text(f"raise ImportError('the serving code must not import {module}')\n")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "deploy.serve", str(run / "model.onnx"), "--port", str(port), "--workers", str(WORKERS),
          "--max-batch", "8", "--max-body-bytes", "200000"],
