@@ -65,7 +65,7 @@ def serve(model: Path, workers: int) -> tuple[subprocess.Popen, str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     process = subprocess.Popen([sys.executable, "-m", "deploy.serve", str(model), "--port", str(port),
-                                "--workers", str(workers)])
+                                "--processes", str(workers)])
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:

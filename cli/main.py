@@ -13,9 +13,11 @@ import numpy as np
 from deploy.serve import add_arguments as add_serve_arguments
 from sgan import data
 from sgan.config import ARCHITECTURES, AUGMENTATIONS, OWN_DATA_TIME_BUDGET, PRECISIONS, PRESET_HELP, PRESETS
-from sgan.errors import EXIT_USER_ERROR, UserError, exit_code
+from sgan.errors import EXIT_NOT_PROMOTED, UserError, exit_code
 from sgan.run import RunDir
 from sgan.training import options
+
+MODELS_ROOT = Path("runs/pipeline/models")  # the flow's default OUTPUT_ROOT/models
 
 
 def cmd_prepare(args):
@@ -44,15 +46,17 @@ def cmd_train(args):
 
     run = RunDir(args.run_dir)
     manifest = run.manifest()
-    cfg = options.config(args, manifest)
-    if args.time_budget is None and cfg.time_budget == OWN_DATA_TIME_BUDGET:
-        print(f"your own images: training for about {OWN_DATA_TIME_BUDGET / 60:.0f} minutes (--time-budget SECONDS "
-              "or --iterations COUNT to change it)", flush=True)
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers {args.workers} must be at least 1")
     hosts = (launch.read_hostfile(args.hostfile) if args.hostfile
              else launch.parse_hosts(args.hosts) if args.hosts else None)
     workers = launch.worker_count(args.workers, hosts)
+    if args.batch_size is None:  # the preset's global batch, split over the workers: `sgan pipeline` does the same
+        args.batch_size = max(1, PRESETS[args.preset].batch_size // workers)
+    cfg = options.config(args, manifest)
+    if args.time_budget is None and cfg.time_budget == OWN_DATA_TIME_BUDGET:
+        print(f"your own images: training for about {OWN_DATA_TIME_BUDGET / 60:.0f} minutes (--time-budget SECONDS "
+              "or --iterations COUNT to change it)", flush=True)
     if cfg.warm_start:  # workers get the version `latest` points to now, even if it moves while they start
         args.warm_start = str(warm.source(cfg.warm_start, manifest, cfg))
         cfg = dataclasses.replace(cfg, warm_start=args.warm_start)
@@ -199,13 +203,19 @@ def cmd_serve(args):
 
 
 def cmd_label(args):
-    import socket
-
+    from deploy import registry
     from deploy.labeler import Labeler, Retraining
+    from deploy.serve import announce, check_port
 
-    if args.model.is_dir() and args.model.name != "models":
-        raise UserError(f"{args.model}: a models root is the flow's OUTPUT_ROOT/models (or name an .onnx file)")
-    output_root = args.model.parent if args.model.is_dir() else args.output_root
+    model = args.model
+    if not model.exists():
+        raise UserError(f"{model}: no such file or folder (publish a model with `sgan pipeline --data "
+                        f"{args.folder}`, or name an .onnx file)")
+    models_root = model.parent if registry.is_version(model) else model if model.is_dir() else None
+    if models_root is not None and models_root.name != "models":
+        raise UserError(f"{model}: a models root is the flow's OUTPUT_ROOT/models (or name a version folder in one, "
+                        "or an .onnx file)")
+    output_root = models_root.parent if models_root else args.output_root
     command = [sys.executable, "-m", "cli", "pipeline", "--data", str(args.folder.resolve()), "--warm-start",
                "--output-root", str(output_root.resolve())]
     for option in ("iterations", "workers", "accuracy_gate"):
@@ -217,12 +227,9 @@ def cmd_label(args):
         retraining.start()
         return _report_retraining(retraining.wait())
 
-    with socket.socket() as probe:  # one line now rather than uvicorn's error after the ranking
-        try:
-            probe.bind(("127.0.0.1", args.port))
-        except OSError as e:
-            raise UserError(f"127.0.0.1:{args.port}: {e.strerror}; choose another --port") from None
-    labeler = Labeler(args.folder, args.model)
+    check_port("127.0.0.1", args.port)
+    announce(model)
+    labeler = Labeler(args.folder, model)
 
     def promoted():  # rank by the new model from now on
         labeler.model = models_root
@@ -246,7 +253,7 @@ def _report_retraining(status: dict) -> int:
     was = f"{before['version']} {_percent(before['test_accuracy'])}" if before else "no model before"
     print(f"{after['version']}: test accuracy {_percent(after['test_accuracy'])} against {was}; "
           + ("promoted to latest" if status["promoted"] else f"not promoted ({after['reason']})"))
-    return 0 if status["promoted"] else EXIT_USER_ERROR
+    return 0 if status["promoted"] else EXIT_NOT_PROMOTED
 
 
 def cmd_pipeline(args):
@@ -259,26 +266,57 @@ def cmd_pipeline(args):
     started = time.perf_counter()
     if args.hostfile:  # read here, so that a bad one is one line before Prefect starts
         args.hosts = ",".join(f"{h.name}:{h.slots}" for h in launch.read_hostfile(args.hostfile))
+    _check_pipeline(args)
     apply_embedded_defaults()
     from pipeline.flows import sgan_pipeline
 
     parameters = {k: v for k, v in vars(args).items()
                   if k not in ("command", "func", "hostfile") and v is not None}
+    if args.image_size:
+        parameters["image_size"] = "x".join(map(str, args.image_size))
     summary = sgan_pipeline(**{**parameters, "data": str(args.data) if args.data else None})
     baseline = summary["baseline_test_accuracy"]
     print(f"\ntest accuracy {_percent(summary['test_accuracy'])}"
           + (f" (supervised-only baseline {baseline:.2%})" if baseline is not None else ""))
+    if summary["against_baseline"]:
+        print(summary["against_baseline"][0].upper() + summary["against_baseline"][1:])
     if summary["seconds_to_validation"]:
         print("training time to validation accuracy: " + ", ".join(
             f"{m}% {'not reached' if s is None else f'{s:.0f} s'}" for m, s in summary["seconds_to_validation"].items()))
     print(f"ONNX parity: max |p_tf - p_onnx| {summary['onnx_max_abs_diff']:.1e}, same class {summary['onnx_same_class']:.2%}")
     print(f"INT8 edge model test accuracy {_percent(summary['int8_test_accuracy'])}")
     print(f"model: {summary['model']}" + (f"\nedge model: {summary['edge_model']}" if summary["edge_model"] else ""))
-    print(f"latest: {summary['latest']}")
     wall = time.perf_counter() - started
     print(f"wall time {wall:.0f} s: tasks {summary['tasks_s']:.0f} s, Prefect {wall - summary['tasks_s']:.0f} s "
           f"(API start-up and shutdown {wall - summary['wall_s']:.0f} s, orchestration in the flow "
           f"{summary['orchestration_s']:.0f} s)")
+    if summary["promoted"]:
+        print(f"latest: {summary['latest']}" + ("" if summary["unchanged"] else f" -> {summary['version']}"))
+        return 0
+    models = Path(summary["latest"]).parent
+    print(f"\n{summary['version']} published, NOT promoted: {summary['refusal']}\n"
+          f"next: label more images (sgan label DATA --model {models}) or train longer (--time-budget SECONDS); "
+          f"to serve it anyway: sgan models promote {summary['version']} --models-root {models}")
+    return EXIT_NOT_PROMOTED
+
+
+def _check_pipeline(args):
+    """What the flow would refuse after Prefect's start-up (tens of seconds), refused here in a second."""
+    from sgan.data import sources
+
+    for name, low, high in (("labels", 1, None), ("workers", 1, None), ("batch_size", 1, None),
+                            ("iterations", 1, None), ("checkpoint_every", 1, None), ("ssh_port", 1, 65535),
+                            ("accuracy_gate", 0, 1), ("tolerance", 0, 1)):
+        value = getattr(args, name)
+        if value is not None and (value < low or (high is not None and value > high)):
+            span = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise UserError(f"--{name.replace('_', '-')} {value}: must be {span}")
+    if args.time_budget is not None and not args.time_budget > 0:
+        raise UserError(f"--time-budget {args.time_budget}: must be above 0 seconds")
+    if args.data is not None:
+        sources.check(args.data, args.image_size, args.channels)
+    if args.output_root is not None and Path(args.output_root).exists() and not Path(args.output_root).is_dir():
+        raise UserError(f"--output-root {args.output_root}: a file, not a folder")
 
 
 def _image_size(text: str) -> tuple:
@@ -290,15 +328,50 @@ def _image_size(text: str) -> tuple:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """A wrong argument is one line, as every other user error (the usage is one --help away)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _Help(argparse.HelpFormatter):
+    """Every option's help ends with its default, when it has one worth saying."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default in (None, False, True, argparse.SUPPRESS) or "default" in text or not action.option_strings:
+            return text
+        return f"{text} (default %(default)s)".strip()
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sgan")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
+def _help_everywhere(parser: argparse.ArgumentParser):
+    parser.formatter_class = _Help
+    for action in parser._subparsers._group_actions if parser._subparsers else []:
+        for child in action.choices.values():
+            _help_everywhere(child)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sgan", description="Semi-supervised GAN classifier from few labels.")
+    parser = _Parser(prog="sgan", description="Semi-supervised GAN classifier from few labels.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     prepare = commands.add_parser("prepare", help="validate a dataset and choose the labeled subset")
     prepare.add_argument("--data", type=Path, help="an image folder (labeled/<class>/, unlabeled/, optional test/<class>/), "
                          "an .npz (x_labeled, y_labeled, x_unlabeled[, x_test, y_test] or x_train, y_train, x_test, "
                          "y_test), or a folder of MNIST-format IDX files; default: download MNIST")
-    prepare.add_argument("--download-dir", type=Path, default=Path.home() / ".cache" / "sgan" / "mnist")
+    prepare.add_argument("--download-dir", type=Path, default=Path.home() / ".cache" / "sgan" / "mnist",
+                         help="where the MNIST download is kept (without --data)")
     prepare.add_argument("--labels", type=int, help="fully labeled (benchmark) data only: labeled examples to keep, "
                          f"balanced over classes (default {data.DEFAULT_LABELS})")
     prepare.add_argument("--seed", type=int, default=0, help="fixes the labeled subset, weights and data order")
@@ -308,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                      "(default: 1 if all labeled images are gray)")
     prepare.add_argument("--cache-dir", type=Path, help="decoded image folders (default $SGAN_CACHE_DIR or "
                                                         "~/.cache/sgan/datasets)")
-    prepare.add_argument("--run-dir", type=Path, required=True)
+    prepare.add_argument("--run-dir", type=Path, required=True, help="the run folder: its manifest.json is written "
+                         "here, and `sgan train`, `evaluate` and `export` take the same folder")
     prepare.set_defaults(func=cmd_prepare)
 
     train = commands.add_parser("train", help="train the SGAN (resumes from the latest checkpoint)")
@@ -325,18 +399,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="metrics, baseline, confusion matrix and sample images")
-    evaluate.add_argument("--run-dir", type=Path, required=True)
+    evaluate.add_argument("--run-dir", type=Path, required=True, help="a trained run folder")
     evaluate.add_argument("--no-baseline", action="store_true", help="skip the supervised-only baseline")
     evaluate.set_defaults(func=cmd_evaluate)
 
     export = commands.add_parser("export", help="ONNX classifier (verified against TF) and its INT8 edge model")
-    export.add_argument("--run-dir", type=Path, required=True)
+    export.add_argument("--run-dir", type=Path, required=True, help="an evaluated run folder")
     export.set_defaults(func=cmd_export)
 
     predict = commands.add_parser("predict", help="classify images (files or folders of PNG/JPEG, any size), "
                                                   ".npy arrays or IDX files")
-    predict.add_argument("model", type=Path)
-    predict.add_argument("paths", type=Path, nargs="+", metavar="PATH")
+    predict.add_argument("model", type=Path, help="an .onnx file (model.onnx or model.int8.onnx)")
+    predict.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="image files or folders, .npy arrays "
+                         "or IDX files")
     predict.add_argument("--json", action="store_true", help="one JSON list instead of one line per image")
     predict.add_argument("--csv", type=Path, help="write path,label,probability,entropy for every image here")
     predict.add_argument("--uncertain", type=int, metavar="K", help="list the K images the model is least sure about "
@@ -345,12 +420,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(func=cmd_predict)
 
     models = commands.add_parser("models", help="the published versions: list, show, promote, rollback")
-    models.add_argument("--models-root", type=Path, default=Path("runs/pipeline/models"))
+    root = argparse.ArgumentParser(add_help=False)  # --models-root before or after the action
+    root.add_argument("--models-root", type=Path, default=argparse.SUPPRESS,
+                      help=f"the flow's OUTPUT_ROOT/models (default {MODELS_ROOT})")
+    models.add_argument("--models-root", type=Path, default=MODELS_ROOT, help=argparse.SUPPRESS)
     actions = models.add_subparsers(dest="action", required=True)
-    actions.add_parser("list", help="every version: date, test accuracy, baseline, labels, decision; * is latest")
-    actions.add_parser("show", help="a version's model card").add_argument("version")
-    actions.add_parser("promote", help="point latest to a version").add_argument("version")
-    actions.add_parser("rollback", help="point latest back to the version before the last promotion")
+    actions.add_parser("list", parents=[root], help="every version: date, test accuracy, baseline, labels, "
+                       "decision; * is latest")
+    actions.add_parser("show", parents=[root], help="a version's model card").add_argument("version")
+    actions.add_parser("promote", parents=[root], help="point latest to a version").add_argument("version")
+    actions.add_parser("rollback", parents=[root], help="point latest back to the version before the last promotion")
     models.set_defaults(func=cmd_models)
 
     serve = commands.add_parser("serve", help="HTTP prediction service (v1 and KServe v2 APIs, Prometheus metrics)")
@@ -360,9 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
     label = commands.add_parser("label", help="a web page on 127.0.0.1 for labeling the unlabeled images the model is "
                                               "least sure of, and retraining from them")
     label.add_argument("folder", type=Path, help="an image folder: labeled/<class>/ and unlabeled/")
-    label.add_argument("--model", type=Path, default=Path("runs/pipeline/models"),
+    label.add_argument("--model", type=Path, default=MODELS_ROOT,
                        help="a models root (what `latest` serves; retraining publishes beside it) or an .onnx file")
-    label.add_argument("--port", type=int, default=8001)
+    label.add_argument("--port", type=int, default=8001, help="the page's port on 127.0.0.1")
     label.add_argument("--output-root", type=Path, default=Path("runs/pipeline"),
                        help="with an .onnx --model: where retraining runs and publishes (its models/)")
     label.add_argument("--iterations", type=int, help="for retraining (default: the flow's, 15 minutes on your images)")
@@ -375,25 +454,28 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline = commands.add_parser("pipeline", help="the whole pipeline as a Prefect flow run (embedded Prefect "
                                                     "unless PREFECT_API_URL points to a server)")
     pipeline.add_argument("--preset", choices=PRESETS, help=PRESET_HELP)
-    pipeline.add_argument("--labels", type=int)
-    pipeline.add_argument("--seed", type=int)
-    pipeline.add_argument("--workers", type=int)
+    pipeline.add_argument("--labels", type=int, help="as for `sgan prepare`: fully labeled (benchmark) data only "
+                          f"(default {data.DEFAULT_LABELS})")
+    pipeline.add_argument("--seed", type=int, help="fixes the labeled subset, weights and data order (default 0)")
+    pipeline.add_argument("--workers", type=int, help="Horovod workers on this host (default 2 with Horovod "
+                          "installed, else 1)")
     nodes = pipeline.add_mutually_exclusive_group()
     nodes.add_argument("--hosts", help="nodes with slots, e.g. node1:4,node2:4 (the worker count is their sum)")
     nodes.add_argument("--hostfile", type=Path, help="as for `sgan train`: `HOST slots=N` a line (the Kubeflow "
                        "MPI Operator's /etc/mpi/hostfile)")
-    pipeline.add_argument("--ssh-port", type=int)
-    pipeline.add_argument("--ssh-identity-file")
-    pipeline.add_argument("--network-interface")
-    pipeline.add_argument("--batch-size", type=int, help="per worker")
-    pipeline.add_argument("--precision", choices=PRECISIONS)
+    pipeline.add_argument("--ssh-port", type=int, help="the nodes' ssh port (default 22)")
+    pipeline.add_argument("--ssh-identity-file", help="the ssh key that reaches every node")
+    pipeline.add_argument("--network-interface", help="the interface(s) Horovod uses between nodes, e.g. eth0")
+    pipeline.add_argument("--batch-size", type=int, help="per worker, as for `sgan train`")
+    pipeline.add_argument("--precision", choices=PRECISIONS, help="as for `sgan train` (default fp32)")
     pipeline.add_argument("--architecture", choices=ARCHITECTURES, help="as for `sgan train`")
     pipeline.add_argument("--augment", choices=AUGMENTATIONS, help="as for `sgan train`")
     pipeline.add_argument("--iterations", type=int, help="with --time-budget, the most it may run")
     pipeline.add_argument("--time-budget", type=float, metavar="SECONDS", help="as for `sgan train`")
-    pipeline.add_argument("--checkpoint-every", type=int)
+    pipeline.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints (default: the "
+                          "preset's); a killed run resumes from the last one")
     pipeline.add_argument("--data", type=Path, help="as for `sgan prepare` (default: download MNIST)")
-    pipeline.add_argument("--image-size", help="HxW, for image folders")
+    pipeline.add_argument("--image-size", type=_image_size, help="HxW, for image folders")
     pipeline.add_argument("--channels", type=int, choices=(1, 3), help="for image folders")
     pipeline.add_argument("--accuracy-gate", type=float, help="promote to `latest` only at or above this test "
                           "accuracy (0: promote unevaluated models too); default: 0.9 on benchmark data, and on an "
@@ -408,8 +490,10 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--warm-start", action="store_true", default=None,
                           help="start from the weights of the model `latest` serves, if it has the same classes and "
                                "image shape (else from scratch)")
-    pipeline.add_argument("--output-root")
+    pipeline.add_argument("--output-root", help="where runs (OUTPUT_ROOT/runs) and published versions (the models "
+                          "root, OUTPUT_ROOT/models) go (default runs/pipeline)")
     pipeline.set_defaults(func=cmd_pipeline)
+    _help_everywhere(parser)
     return parser
 
 

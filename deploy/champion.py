@@ -5,13 +5,12 @@ the user's tolerance, and a difference that McNemar's exact test finds significa
 (p < 0.05): a handful of images that flip between two equally good models does not decide a release.
 """
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-SIGNIFICANCE = 0.05
+from sgan.evaluation.paired import SIGNIFICANCE, mcnemar_p, said
 
 
 @dataclass(frozen=True)
@@ -33,21 +32,10 @@ class Comparison:
         verdict = "worse" if self.worse else "not worse"
         return (f"{verdict} than {self.champion} on the same {self.images} test images: {self.candidate_accuracy:.2%} "
                 f"vs {self.champion_accuracy:.2%} ({self.candidate_only} right only here, {self.champion_only} only "
-                f"there; McNemar p = {self.p_value:.3g}, tolerance {self.tolerance:.2%})")
+                f"there; McNemar {said(self.p_value)}, tolerance {self.tolerance:.2%})")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "worse": self.worse}
-
-
-def mcnemar_p(b: int, c: int) -> float:
-    """Two-sided exact McNemar test: the probability, if both models erred alike, of a split of the b + c
-    discordant images at least as uneven as this one (a binomial with p = 1/2)."""
-    n = b + c
-    if n == 0:
-        return 1.0
-    tail = sum(math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2))
-               for i in range(min(b, c) + 1))
-    return min(1.0, 2 * tail)
 
 
 def compare(candidate: Path, champion_dir: Path, images: np.ndarray, labels: np.ndarray,

@@ -7,6 +7,11 @@ whatever precision trained the model.
 """
 
 import json
+import os
+import re
+import sys
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +25,7 @@ MAX_PROBABILITY_DIFF = 1e-5  # TF vs ONNX, any probability of any test image
 MIN_SAME_CLASS = 0.9999  # share of test images whose predicted class agrees
 MAX_INT8_DROP = 0.005  # INT8 test accuracy may fall at most 0.5 points below the float model's
 MIN_INT8_AGREEMENT = 0.995  # without a test set: share of held images on which INT8 and float agree
+NATIVE_CHATTER = re.compile(r"I\d{4} |WARNING: All log messages before absl::InitializeLog\(\) is called")
 
 
 @dataclass(frozen=True)
@@ -56,13 +62,34 @@ def classifier_function(discriminator, image_shape):
     return classify
 
 
+@contextmanager
+def _without_native_chatter():
+    """TensorFlow's graph optimizer, run inside tf2onnx's conversion, logs info lines through absl straight to file
+    descriptor 2, whatever TF_CPP_MIN_LOG_LEVEL says. They are held back; anything else written there is passed on."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            for line in held.read().decode(errors="replace").splitlines():
+                if not NATIVE_CHATTER.match(line):
+                    print(line, file=sys.stderr)
+
+
 def to_onnx(discriminator, image_shape, metadata: dict):
     """The ONNX classifier (a checked ModelProto) and the tf.function it was converted from."""
     import onnx
     import tf2onnx
 
     classify = classifier_function(discriminator, image_shape)
-    model, _ = tf2onnx.convert.from_function(classify, input_signature=classify.input_signature, opset=OPSET)
+    with _without_native_chatter():
+        model, _ = tf2onnx.convert.from_function(classify, input_signature=classify.input_signature, opset=OPSET)
     for key, value in metadata.items():
         model.metadata_props.add(key=key, value=value if isinstance(value, str) else json.dumps(value))
     onnx.checker.check_model(model, full_check=True)

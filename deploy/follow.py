@@ -38,11 +38,15 @@ def latest_version(models_root: Path) -> str:
 
 def load(source: Path, max_batch: int, version: str | None = None, image_shape: tuple | None = None,
          int8: bool = False) -> Served:
-    """`source`: an .onnx file, or a models root (then `version`, default what `latest` points to; `int8`: its
-    INT8 model). Warmed up: it has answered one inference. `image_shape`: the input shape it must have (the one
-    clients already send)."""
+    """`source`: an .onnx file, a version folder, or a models root (then `version`, default what `latest` points
+    to, or the newest version while nothing is promoted; `int8`: its INT8 model). Warmed up: it has answered one
+    inference. `image_shape`: the input shape it must have (the one clients already send)."""
+    if not source.exists():
+        raise UserError(f"{source}: no such file or folder")
+    if registry.is_version(source):
+        source, version = source.parent, source.name
     if source.is_dir():
-        version = version or latest_version(source)
+        version = version or registry.served(source)[0]
         path = source / version / FILES[int8]
         if not path.is_file():
             raise UserError(f"{source / version}: no {FILES[int8]} in this version"

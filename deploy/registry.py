@@ -5,6 +5,7 @@ version `latest` pointed to before the last promotion, and a second rollback goe
 """
 
 import json
+import re
 from pathlib import Path
 
 from deploy import history
@@ -34,6 +35,23 @@ def version_dir(models_root: Path, version: str) -> Path:
 def latest(models_root: Path) -> str | None:
     link = models_root / "latest"
     return Path(link.readlink()).name if link.is_symlink() else None
+
+
+def is_version(path: Path) -> bool:
+    """A published version folder (vNNNN with its model), as opposed to a models root."""
+    return re.fullmatch(r"v\d+", path.name) is not None and (path / "model.onnx").is_file()
+
+
+def served(models_root: Path) -> tuple[str, bool]:
+    """(the version to serve, whether `latest` says so): `latest`, else the newest published version, so that a
+    first model that was not promoted can still be tried, labeled with and served."""
+    if current := latest(models_root):
+        return current, True
+    versions = sorted((p for p in _root(models_root).glob("v[0-9]*") if is_version(p)), key=lambda p: int(p.name[1:]))
+    if not versions:
+        raise UserError(f"{models_root}: holds no published version (`sgan pipeline` publishes one; or name an "
+                        ".onnx file)")
+    return versions[-1].name, False
 
 
 def stack(models_root: Path) -> list[str]:

@@ -23,12 +23,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException
 
-from deploy import contract, decoding, follow, metrics, v2
+from deploy import contract, decoding, follow, metrics, registry, v2
 from deploy.decoding import RequestError
 from deploy.runtime import InputError
 
 IMAGE_TYPES = ("image/png", "image/jpeg")
-CONFIG_VARIABLE = "SGAN_SERVE_CONFIG"  # how `sgan serve --workers N` hands create_app's arguments to each worker
+CONFIG_VARIABLE = "SGAN_SERVE_CONFIG"  # how `sgan serve --processes N` hands create_app's arguments to each worker
 
 
 class Service:
@@ -58,7 +58,8 @@ class Service:
 
 def create_app(model_path, max_batch: int = 256, max_body_bytes: int = 8 * 1024 * 1024,
                model_name: str = "sgan", poll_seconds: float = 2.0, int8: bool = False) -> FastAPI:
-    """`model_path`: an .onnx file, or a models root whose `latest` is served and followed (deploy/follow.py;
+    """`model_path`: an .onnx file, a version folder, or a models root whose `latest` is served and followed
+    (deploy/follow.py;
     `int8`: each version's INT8 model)."""
     service = Service(model_path, max_batch, max_body_bytes, model_name, int8)
     image_shape = service.served.classifier.image_shape  # fixed for the server's life: a version may not change it
@@ -69,7 +70,7 @@ def create_app(model_path, max_batch: int = 256, max_body_bytes: int = 8 * 1024 
         gc.freeze()  # the start-up objects (FastAPI, pydantic, onnxruntime) leave the collector's scans: no p99 stalls
         service.ready = True  # the model has answered its warm-up inference
         following = (asyncio.create_task(follow.follow(service, service.source, poll_seconds))
-                     if service.source.is_dir() else None)
+                     if service.source.is_dir() and not registry.is_version(service.source) else None)
         yield
         service.ready = False  # draining: platforms stop routing here
         if following:

@@ -121,19 +121,20 @@ def quantize(run_dir: Path) -> dict:
 
 @task
 def publish(run_dir: Path, models_root: Path, accuracy_gate: float | None, allow_test_leaks: bool, tolerance: float,
-            force_promotion: bool, onnx_report: dict) -> str:
-    """A new version directory always; `latest` only past the gates (the task fails otherwise)."""
+            force_promotion: bool, onnx_report: dict) -> dict:
+    """A new version directory always; `latest` only past the gates. A refusal is an outcome, not a failure: the
+    task completes and says why."""
     from deploy.publish import GateFailed
     from deploy.publish import publish as publish_version
 
     atomic.write_json(run_dir / "onnx_report.json", onnx_report)
     try:
-        version = publish_version(run_dir, models_root, accuracy_gate, allow_test_leaks, tolerance, force_promotion)
+        version, refusal = publish_version(run_dir, models_root, accuracy_gate, allow_test_leaks, tolerance,
+                                           force_promotion), None
     except GateFailed as failed:
-        _model_card_artifact(failed.version_dir, promoted=False)
-        raise
-    _model_card_artifact(version, promoted=True)
-    return str(version)
+        version, refusal = failed.version_dir, str(failed)
+    _model_card_artifact(version, promoted=refusal is None)
+    return {"version": str(version), "refusal": refusal}
 
 
 @task
@@ -258,7 +259,8 @@ def sgan_pipeline(
     made_of = provenance.of_run(run_dir.name)  # where the weights start from is not part of it
     if same := provenance.serving_the_same(root / "models", made_of):
         print(f"nothing to do: `latest` ({same.name}) was made from the same data, configuration and code")
-        return _summary(same, json.loads((same / "metrics.json").read_text()),
+        return _summary({"version": str(same), "refusal": None, "unchanged": True},
+                        json.loads((same / "metrics.json").read_text()),
                         json.loads((same / "onnx_report.json").read_text()), root, run_dir, started)
     if warm_start and (champion := _warm_start_from(root / "models", manifest)):
         options += ["--warm-start", str(champion)]
@@ -272,15 +274,21 @@ def sgan_pipeline(
     if manifest["labeled_by"] == "source":
         suggest_labels(run_dir)
     atomic.write_json(run_dir / provenance.FILE, made_of)
-    version = publish(run_dir, root / "models", accuracy_gate, allow_test_leaks, tolerance, force_promotion,
-                      onnx_report)
-    return _summary(Path(version), metrics, onnx_report, root, run_dir, started)
+    published = publish(run_dir, root / "models", accuracy_gate, allow_test_leaks, tolerance, force_promotion,
+                        onnx_report)
+    return _summary(published, metrics, onnx_report, root, run_dir, started)
 
 
-def _summary(version: Path, metrics: dict, onnx_report: dict, root: Path, run_dir: Path, started: float) -> dict:
+def _summary(published: dict, metrics: dict, onnx_report: dict, root: Path, run_dir: Path, started: float) -> dict:
     wall_s = time.perf_counter() - started
     tasks_s = _tasks_seconds(runtime.flow_run.id)
+    version = Path(published["version"])
     return {
+        "version": version.name,
+        "promoted": published["refusal"] is None,
+        "refusal": published["refusal"],
+        "unchanged": published.get("unchanged", False),
+        "against_baseline": (metrics.get("against_baseline") or {}).get("summary"),
         "test_accuracy": metrics["test_accuracy"],
         "baseline_test_accuracy": metrics.get("baseline_test_accuracy"),
         "seconds_to_validation": metrics.get("seconds_to_validation"),

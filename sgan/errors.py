@@ -1,5 +1,5 @@
-"""The one exception type that means "the user asked for something wrong", a full disk said as one, and the
-one line with exit 2 that both become."""
+"""The one exception type that means "the user asked for something wrong", a full disk said as one, the one line
+with exit 2 that both become, and the other exit codes a script can branch on."""
 
 import errno
 import sys
@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 NO_SPACE = "No space left on device"  # how TensorFlow's file errors say ENOSPC
 EXIT_USER_ERROR = 2
+EXIT_NOT_PROMOTED = 3  # trained and published as a version, but `latest` still serves what it served before
 ERROR_PREFIX = "sgan: error: "  # before the one line the command prints for a UserError
 
 

@@ -130,6 +130,58 @@ def test_a_bad_hostfile_is_one_line_before_anything_starts(tmp_path, command, te
     assert fragment in result.stderr.strip().splitlines()[-1] and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run" / "checkpoints").exists()
 
+
+@pytest.mark.parametrize("args, said", [
+    (("--data", "/nonexistent"), "/nonexistent: no such file or folder"),
+    (("--data", "{folder}", "--image-size", "33x32"), "33x32: both sides must be divisible by 4"),
+    (("--data", "{idx}", "--image-size", "32x32"), "--image-size and --channels apply to image folders only"),
+    (("--data", "{folder}/labeled"), "labeled: missing train-images-idx3-ubyte.gz"),
+    (("--data", "{text}"), "not an image folder (with labeled/), a folder of IDX files, or an .npz"),
+    (("--data", "{broken}"), "unlabeled: missing (the unlabeled images are what"),
+    (("--accuracy-gate", "5"), "--accuracy-gate 5.0: must be between 0 and 1"),
+    (("--workers", "0"), "--workers 0: must be at least 1"),
+    (("--time-budget", "-3"), "--time-budget -3.0: must be above 0 seconds"),
+])
+def test_pipeline_input_is_checked_before_prefect_starts(tmp_path, args, said):
+    """One line and exit 2 within 2 seconds: the flow's start-up (Prefect's server, tens of seconds) never begins."""
+    import shutil
+    import time
+
+    from conftest import write_image_folder
+
+    paths = {"folder": write_image_folder(tmp_path / "photos", labeled_per_class=1, unlabeled=2, test_per_class=0),
+             "idx": write_idx_dataset(tmp_path / "idx"),
+             "broken": write_image_folder(tmp_path / "broken", labeled_per_class=1, unlabeled=2, test_per_class=0)}
+    shutil.rmtree(paths["broken"] / "unlabeled")
+    paths["text"] = tmp_path / "notes.txt"
+    paths["text"].write_text("not images")
+    started = time.monotonic()
+    result = sgan("pipeline", *(a.format(**paths) for a in args))
+    elapsed = time.monotonic() - started
+    assert result.returncode == 2 and said in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and elapsed < 2, (result.stderr, elapsed)
+    assert "prefect" not in result.stdout.lower()
+
+
+def test_version_and_every_option_has_help_with_its_default():
+    import re
+
+    result = sgan("--version")
+    assert result.returncode == 0 and re.fullmatch(r"sgan \d+\.\d+\.\d+\S*\n", result.stdout), result.stdout
+    commands = ["prepare", "train", "evaluate", "export", "predict", "models", "models list", "serve", "label",
+                "pipeline"]
+    for command in commands:
+        text = sgan(*command.split(), "--help").stdout
+        options = re.split(r"\n(?=  -)", text.split("options:", 1)[1])
+        for option in options[1:]:  # after -h
+            name, _, said = option.strip().partition("  ")
+            if " " in name and not said.strip():  # the help begins on the next line
+                name, said = option.strip().split("\n", 1)
+            assert said.strip(), f"sgan {command}: {name} has no help"
+    assert "(default 8000)" in " ".join(sgan("serve", "--help").stdout.split())
+    assert "(default runs/pipeline/models)" in " ".join(sgan("models", "list", "--help").stdout.split())
+
+
 def test_a_time_budget_on_two_workers_sets_one_count_that_a_fixed_count_repeats(tmp_path):
     """`sgan train --time-budget` through horovodrun: rank 0's timing decides the count, every worker stops there,
     and the count is written where `--iterations COUNT` can repeat it."""

@@ -96,7 +96,7 @@ def test_the_server_follows_latest_under_load_and_refuses_versions_that_cannot_s
     assert sgan(*models, "promote", "v0001").returncode == 0
 
     port = free_port()
-    server = subprocess.Popen([SGAN, "serve", str(root), "--port", str(port), "--workers", str(WORKERS),
+    server = subprocess.Popen([SGAN, "serve", str(root), "--port", str(port), "--processes", str(WORKERS),
                                "--poll-seconds", "0.2"], stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -184,7 +184,59 @@ def test_int8_serves_each_versions_edge_model_and_is_refused_where_there_is_none
     history.point_latest(root, "v0002")
     for args, message in (((str(root), "--int8"), "no model.int8.onnx in this version"),
                           ((str(run / "model.onnx"), "--int8"), "--int8 applies to a models root"),
-                          ((str(tmp_path / "empty"),), "holds no `latest` link")):
+                          ((str(tmp_path / "empty"),), "holds no published version")):
         (tmp_path / "empty").mkdir(exist_ok=True)
         result = subprocess.run([SGAN, "serve", *args], capture_output=True, text=True, timeout=60)
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+
+
+def _serve(*args) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    server = subprocess.Popen([SGAN, "serve", *map(str, args), "--port", str(port), "--poll-seconds", "0.2"],
+                              stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url + "/readyz").status_code == 200:
+                return server, url
+        assert server.poll() is None, server.communicate()[1]
+        time.sleep(0.2)
+    raise AssertionError("the server did not become ready")
+
+
+def test_a_root_without_latest_serves_its_newest_version_a_version_folder_serves_itself(exported_run, tmp_path):
+    """A first model that was not promoted can still be served (and is followed once `latest` is set); a port
+    outside 1-65535, a port in use and a missing folder are one line each."""
+    run, _, _ = exported_run
+    root = tmp_path / "models"
+    _version(root, "v0001", run)
+    _version(root, "v0002", run)
+    server, url = _serve(root)
+    try:
+        assert httpx.get(url + "/v1/model").json()["version"] == "v0002"
+        port = url.rsplit(":", 1)[1]
+        for args, message in (((root, "--port", "80000"), "--port 80000: must be between 1 and 65535"),
+                              ((root, "--port", port), f"127.0.0.1:{port}: Address already in use"),
+                              ((tmp_path / "nowhere",), "nowhere: no such file or folder")):
+            result = subprocess.run([SGAN, "serve", *map(str, args)], capture_output=True, text=True, timeout=60)
+            assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, \
+                result.stderr
+        history.point_latest(root, "v0001")
+        deadline = time.monotonic() + SWITCH_S
+        while httpx.get(url + "/v1/model").json()["version"] != "v0001":
+            assert time.monotonic() < deadline, "`latest`, once set, was not followed"
+            time.sleep(0.2)
+    finally:
+        server.terminate()
+        log = server.communicate(timeout=30)[1]
+    assert "no version is promoted to `latest` yet; using the newest, v0002" in log, log
+
+    history.point_latest(root, "v0002")
+    server, url = _serve(root / "v0001")  # that version, whatever `latest` says
+    try:
+        time.sleep(1)
+        info = httpx.get(url + "/v1/model").json()
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+    assert info["version"] == "v0001" and info["file"] == str(root / "v0001" / "model.onnx")

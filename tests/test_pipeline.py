@@ -62,7 +62,7 @@ def test_the_loop_new_labels_a_better_model_served_a_worse_one_refused_and_a_rol
     assert "ONNX parity: max |p_tf - p_onnx|" in output and "latest:" in output and "wall time" in output
 
     port = free_port()
-    server = subprocess.Popen([SGAN, "serve", str(models), "--port", str(port), "--workers", "2",
+    server = subprocess.Popen([SGAN, "serve", str(models), "--port", str(port), "--processes", "2",
                                "--poll-seconds", "0.5"], stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     load = None

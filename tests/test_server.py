@@ -31,7 +31,7 @@ def server(exported_run, tmp_path_factory):
         (blocked / f"{module}.py").write_text(f"raise ImportError('the serving code must not import {module}')\n")
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "deploy.serve", str(run / "model.onnx"), "--port", str(port), "--workers", str(WORKERS),
+        [sys.executable, "-m", "deploy.serve", str(run / "model.onnx"), "--port", str(port), "--processes", str(WORKERS),
          "--max-batch", "8", "--max-body-bytes", "200000"],
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked), os.environ.get("PYTHONPATH", "")])})
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)

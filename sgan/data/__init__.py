@@ -97,12 +97,12 @@ def describe(manifest: dict) -> str:
     """What `prepare` found, in a few lines: sizes, classes, labels, and what a user must know (skips, leaks)."""
     d = manifest["dataset"]
     names = manifest["class_names"]
-    lines = [f"{d['train_size']} training images ({d['unlabeled_size']} unlabeled), {d['test_size']} test images, "
-             f"shape {tuple(d['image_shape'])}; {len(names)} classes: {', '.join(names[:12])}"
-             + (", ..." if len(names) > 12 else ""),
+    lines = [f"{d['train_size']} training images, {d['test_size']} test images, shape {tuple(d['image_shape'])}; "
+             f"{len(names)} classes: {', '.join(names[:12])}" + (", ..." if len(names) > 12 else ""),
              f"{manifest['labels']} labeled images train with their labels "
              + (f"(as the data marks them; per class {manifest['per_class']})" if manifest["labeled_by"] == "source"
-                else f"({manifest['per_class'][0]} per class, drawn with seed {manifest['seed']})")]
+                else f"({manifest['per_class'][0]} per class, drawn with seed {manifest['seed']})")
+             + f"; the other {d['train_size'] - manifest['labels']} train without"]
     if d.get("resized_from"):
         h, w = d["resized_from"]
         lines.append(f"images brought to {d['image_shape'][0]}x{d['image_shape'][1]} (the labeled images are mostly "

@@ -1,7 +1,7 @@
 """Evaluates a trained run directory: metrics, the supervised-only baseline, and the pictures."""
 
 from sgan import atomic
-from sgan.evaluation import evaluate
+from sgan.evaluation import evaluate, paired
 from sgan.evaluation.baseline import steps as baseline_steps
 from sgan.evaluation.baseline import train_baseline
 from sgan.run import RunDir
@@ -24,8 +24,9 @@ def evaluate_run(run_dir, baseline: bool = True) -> dict:
             metrics["baseline_test_accuracy"] = float(right[1].mean())
             metrics["baseline_steps"] = baseline_steps(config)
             # the paired counts that McNemar's test reads (deploy/publish.py's gate for the user's own data)
-            metrics["against_baseline"] = {"sgan_only": int((right[0] & ~right[1]).sum()),
-                                           "baseline_only": int((right[1] & ~right[0]).sum())}
+            metrics["against_baseline"] = paired.against_baseline(
+                metrics["test_accuracy"], metrics["baseline_test_accuracy"], int((right[0] & ~right[1]).sum()),
+                int((right[1] & ~right[0]).sum()), len(dataset.y_test))
     metrics.update(labels=manifest["labels"], seed=manifest["seed"], iterations=config.iterations,
                    dataset_sha256=manifest["dataset"]["sha256"], class_names=list(dataset.class_names),
                    test_size=len(dataset.x_test), test_leaks=manifest.get("leaks"))

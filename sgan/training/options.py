@@ -12,10 +12,14 @@ TRAIN_OPTIONS = {
     "--iterations": dict(type=int, help="with --time-budget, the most it may run"),
     "--time-budget": dict(type=float, metavar="SECONDS", help="train for about this long: the iteration count "
                           "(and the learning rate's decay) is set from the speed measured over the first iterations"),
-    "--batch-size": dict(type=int, help="per worker; the global batch is workers x this"),
-    "--checkpoint-every": dict(type=int),
-    "--eval-every": dict(type=int),
-    "--precision": dict(choices=PRECISIONS),
+    "--batch-size": dict(type=int, help="per worker; the global batch is workers x this (default: the preset's "
+                         "global batch split over the workers)"),
+    "--checkpoint-every": dict(type=int, help="iterations between checkpoints (default: the preset's); a killed run "
+                               "resumes from the last one"),
+    "--eval-every": dict(type=int, help="iterations between validation measurements, with a validation split "
+                         "(default: the preset's)"),
+    "--precision": dict(choices=PRECISIONS, help="fp32 (default), bf16 or fp16 mixed precision, or auto (the GPU's "
+                        "best)"),
     "--scale-lr": dict(action="store_const", const=True, help="multiply the learning rate by the worker count"),
     "--warmup-iterations": dict(type=int, help="reach the scaled learning rate over this many iterations"),
     "--warm-start": dict(metavar="FOLDER", help="start from this model's weights: a published version, a models "
@@ -28,7 +32,7 @@ TRAIN_OPTIONS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--run-dir", type=Path, required=True, help="a prepared run folder (`sgan prepare`)")
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=PRESETS, help=PRESET_HELP)
     for option, spec in TRAIN_OPTIONS.items():
         parser.add_argument(option, **spec)

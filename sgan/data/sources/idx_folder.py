@@ -15,14 +15,22 @@ IDX_FILES = {
 }
 
 
+def files(folder: Path) -> dict:
+    """{array name: its IDX file}, gzip or raw; the first one missing is the error."""
+    found = {}
+    for key, stem in IDX_FILES.items():
+        path = next((p for p in (folder / f"{stem}.gz", folder / stem) if p.is_file()), None)
+        if path is None:
+            raise UserError(f"{folder}: missing {stem}.gz (or {stem})")
+        found[key] = path
+    return found
+
+
 def load(folder: Path) -> Dataset:
     expected_sums = _read_sha256sums(folder)
     arrays, names, checksums = {}, {}, {}
-    for key, stem in IDX_FILES.items():
-        candidates = [folder / f"{stem}.gz", folder / stem]
-        path = next((p for p in candidates if p.is_file()), None)
-        if path is None:
-            raise UserError(f"{folder}: missing {stem}.gz (or {stem})")
+    for key, path in files(folder).items():
+        stem = IDX_FILES[key]
         data = idx.read_bytes(path)
         checksums[stem] = hashlib.sha256(data).hexdigest()
         if stem in expected_sums and expected_sums[stem] != checksums[stem]:

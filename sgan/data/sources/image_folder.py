@@ -44,7 +44,7 @@ def load(folder: Path, image_size=None, channels=None, cache_dir=None, listing_s
     """`listing_sha256` (from a manifest): trust a cache entry made from that listing without re-reading the files."""
     folder = folder.resolve()
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    listing, class_names = _scan(folder)
+    listing, class_names = scan(folder)
     shape, common = _shape(folder, listing, image_size, channels)
     digest = listing_sha256 if listing_sha256 and _entry(cache_dir, listing_sha256, shape).is_dir() \
         else _listing_digest(folder, listing)
@@ -65,7 +65,7 @@ def load(folder: Path, image_size=None, channels=None, cache_dir=None, listing_s
     return validated(arrays, names, str(folder), {"listing": digest}, meta["class_names"], details)
 
 
-def _scan(folder: Path) -> tuple[dict, list]:
+def scan(folder: Path) -> tuple[dict, list]:
     """{part: [(relative path, class index or UNLABELED)]} for labeled/, unlabeled/ and test/, and the class names."""
     labeled_root = folder / "labeled"
     class_dirs = sorted(p for p in labeled_root.iterdir() if p.is_dir())
