@@ -47,7 +47,7 @@ def exit_code(work) -> int:
     except ModuleNotFoundError as e:
         if e.name != "tensorflow":
             raise
-        message = "TensorFlow is not installed: pip install 'sgan[cpu]' (or 'sgan[gpu]' for CUDA)"
+        message = "TensorFlow is not installed: pip install '.[cpu]' in the sgan folder (or '.[gpu]' for CUDA)"
     except Exception as e:
         if not no_space(e):
             raise

@@ -102,7 +102,8 @@ def test_sgan_models_lists_shows_rolls_back_and_promotes(candidates, tmp_path):
     assert os.readlink(models / "latest") == "v0001"
     result = sgan(*root, "rollback")
     assert result.returncode == 2 and "v0001 is the first promoted version" in result.stderr
-    assert sgan(*root, "promote", "v0002").returncode == 0 and os.readlink(models / "latest") == "v0002"
+    result = sgan("models", "promote", "v0002", "--models-root", models)  # the option after the action, too
+    assert result.returncode == 0 and os.readlink(models / "latest") == "v0002", result.stderr
     for args, fragment in ((("promote", "v0009"), "v0009: no such version"),
                            (("show", "v0042"), "v0042: no such version")):
         result = sgan(*root, *args)

@@ -18,7 +18,8 @@ def _dockerfile_args() -> dict:
 
 def _pins() -> dict:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    requirements = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    requirements = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra
+                                              if not r.startswith("sgan[")]  # an extra that includes another
     return {name.lower(): version for name, version in (r.split("==") for r in requirements)}
 
 

@@ -87,7 +87,8 @@ def test_bad_arguments_are_one_line_and_exit_2(server, published, prefect_api, t
     for args, message in [([tmp_path / "nowhere", "--model", models], "not an image folder"),
                           ([folder, "--model", tmp_path / "none.onnx"], "none.onnx"),
                           ([folder, "--model", tmp / "out"], "a models root is the flow's OUTPUT_ROOT/models"),
-                          ([folder, "--model", models, "--port", port], f"127.0.0.1:{port}: ")]:
+                          ([folder, "--model", models, "--port", port], f"127.0.0.1:{port}: "),
+                          ([folder, "--model", models, "--port", "80000"], "--port 80000: must be between 1 and 65535")]:
         result = subprocess.run([SGAN, "label", *map(str, args)], capture_output=True, text=True, timeout=120,
                                 env=_env(tmp, prefect_api))
         assert result.returncode == 2 and result.stderr.startswith("sgan: error: "), (args, result.stderr)
@@ -192,3 +193,30 @@ def test_label_undo_race_two_tabs_and_retrain_in_a_real_browser(server, publishe
         assert browser.save_screenshot(str(tmp_path / "label.png"))
     finally:
         browser.quit()
+
+
+@pytest.mark.parametrize("where", ["a root without latest", "a version folder"])
+def test_the_page_ranks_by_a_first_model_that_was_not_promoted(published, prefect_api, tmp_path, where):
+    """After a first flow run whose model was published but not promoted, the next command still works."""
+    tmp, folder = published
+    models = tmp_path / "models"
+    shutil.copytree(tmp / "out" / "models" / "v0001", models / "v0001")  # no `latest`
+    port = free_port()
+    process = subprocess.Popen([SGAN, "label", folder, "--model", models if where == "a root without latest"
+                                else models / "v0001", "--port", str(port)], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=_env(tmp, prefect_api))
+    try:
+        deadline = time.time() + 120
+        while True:
+            assert process.poll() is None and time.time() < deadline, process.stdout.read() if process.poll() else ""
+            try:
+                state = httpx.get(f"http://127.0.0.1:{port}/api/state", timeout=2).json()
+                break
+            except httpx.TransportError:
+                time.sleep(0.3)
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert "ranked by v0001" in output, output
+    assert ("no version is promoted to `latest` yet; using the newest, v0001" in output) == (where != "a version folder")
+    assert state["counts"], state

@@ -90,7 +90,9 @@ def test_the_loop_new_labels_a_better_model_served_a_worse_one_refused_and_a_rol
 
         code, output = pipeline(tmp_path, *args[:2], "--workers", 1, "--iterations", 2, "--accuracy-gate", 0, data=data,
                                 api=api)
-        assert code == 2 and "worse than v0002" in output and "`latest` left unchanged" in output, output[-4000:]
+        assert code == 3 and "worse than v0002" in output and "`latest` left unchanged" in output, output[-4000:]
+        assert "v0003 published, NOT promoted" in output and "sgan models promote v0003" in output  # what next
+        assert "Finished in state Completed" in output and "Traceback" not in output, output[-4000:]
         assert "Task run 'prepare_dataset" in output and "Cached" in output  # the same images
         started = time.monotonic()
         code, output = pipeline(tmp_path, *args[:2], *args[4:], "--workers", 1, "--batch-size", 16, data=data,

@@ -1,27 +1,30 @@
-"""The slim serving image (deploy/Dockerfile) cannot be built here (no Docker engine): lint it, keep its pins equal
-to the lock file, and check that the files it copies are all the server needs, without TensorFlow."""
+"""The slim serving image (deploy/Dockerfile) cannot be built here (no Docker engine): lint it, keep what it installs
+(the `serve` extra) pinned as the lock file, and check that the `sgan serve` it runs imports no TensorFlow."""
 
 import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 
 
-def _pins(path: Path) -> dict:
-    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
-    return {name.lower().replace("_", "-"): version for name, version in (line.split("==") for line in lines)}
-
-
-def test_serving_pins_equal_the_lock_and_hold_no_tensorflow():
-    serving, lock = _pins(ROOT / "deploy" / "requirements.txt"), _pins(ROOT / "requirements.lock")
-    assert {"onnxruntime", "numpy", "pillow", "fastapi", "uvicorn", "prometheus-client"} <= set(serving)
+def test_the_serve_extra_is_pinned_as_the_lock_and_holds_no_tensorflow():
+    """What `pip install '.[serve]'` asks for (the slim image installs it under the lock's pins)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lock = {name.lower().replace("_", "-"): version for name, version in
+            (line.split("==") for line in (ROOT / "requirements.lock").read_text().splitlines()
+             if line and not line.startswith("#"))}
+    serving = dict(r.split("==") for r in project["dependencies"] + project["optional-dependencies"]["serve"])
+    assert {"onnxruntime", "numpy", "pillow", "fastapi", "uvicorn", "prometheus-client", "orjson", "pydantic"} \
+        <= set(serving)
     for name, version in serving.items():
         assert lock.get(name) == version, name
-    assert not [name for name in serving if name.startswith(("tensorflow", "keras", "tf2onnx", "horovod"))]
+    assert not [name for name in serving if name.startswith(("tensorflow", "keras", "tf2onnx", "horovod", "prefect"))]
+    assert "--constraint requirements.lock \".[serve]\"" in DOCKERFILE.read_text()
 
 
 def test_serving_image_is_non_root_with_a_healthcheck_and_lints_clean():
@@ -45,9 +48,9 @@ def test_the_files_the_image_copies_are_all_the_server_imports(tmp_path):
             else:
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(ROOT / source, destination)
-    check = ("import sys, deploy.serve, deploy.server, sgan; "
+    check = ("import sys, cli.main, deploy.serve, deploy.server, sgan; "
              "assert sgan.__file__.startswith(sys.argv[1]), sgan.__file__; "
-             "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx')]")
+             "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx', 'prefect')]")
     result = subprocess.run([sys.executable, "-c", check, str(tmp_path)], cwd=tmp_path, capture_output=True,
                             text=True, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr

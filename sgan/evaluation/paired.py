@@ -30,8 +30,8 @@ def against_baseline(accuracy: float, baseline: float, sgan_only: int, baseline_
     points = 100 * (accuracy - baseline)
     verdict = ("no significant difference" if p_value >= SIGNIFICANCE
                else "better" if sgan_only > baseline_only else "worse")
-    said = f"added {points:.1f} points" if points >= 0 else f"cost {-points:.1f} points"
+    effect = f"added {points:.1f} points" if points >= 0 else f"cost {-points:.1f} points"
     return {"sgan_only": sgan_only, "baseline_only": baseline_only, "p_value": p_value, "verdict": verdict,
-            "summary": f"the unlabeled images {said} over the supervised-only baseline ({accuracy:.2%} vs "
+            "summary": f"the unlabeled images {effect} over the supervised-only baseline ({accuracy:.2%} vs "
                        f"{baseline:.2%}), {'not significant' if verdict == 'no significant difference' else 'significant'}"
                        f" (McNemar {said(p_value)} on {images} test images)"}
