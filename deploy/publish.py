@@ -53,7 +53,7 @@ def model_card(metrics: dict, manifest: dict, onnx_report: dict, version: str) -
                                                              zip(names, metrics["per_class_accuracy"]))]
                   if metrics["test_accuracy"] is not None else
                   ["**Unevaluated**: the data has no test set, so this model's accuracy is unknown."])
-    if summary := (metrics.get("against_baseline") or {}).get("summary"):
+    if summary := (_baseline_comparison(metrics) or {}).get("summary"):
         evaluation.append(summary[0].upper() + summary[1:] + ".")
     if leaked:
         evaluation.append(f"**Warning**: {leaked} test images also appear in the training data; the test accuracy "
@@ -164,17 +164,21 @@ def _publish(run_dir, models_root, accuracy_gate: float, allow_test_leaks: bool,
     return target
 
 
+def _baseline_comparison(metrics: dict) -> dict | None:
+    """metrics.json's comparison with the supervised-only baseline (counts, p-value, verdict, the sentence), made
+    whole from the counts where an older evaluation recorded only those; None without one."""
+    compared = metrics.get("against_baseline")
+    if metrics["test_accuracy"] is None or compared is None or "verdict" in compared:
+        return compared
+    return paired.against_baseline(metrics["test_accuracy"], metrics["baseline_test_accuracy"], compared["sgan_only"],
+                                   compared["baseline_only"], metrics.get("test_size", 0))
+
+
 def _against_baseline(metrics: dict) -> str | None:
     """Why the model must not serve although nothing says it is worse than production: it is significantly less
     accurate than its own supervised-only baseline (the unlabeled images hurt; something is wrong). Else None."""
-    compared = metrics.get("against_baseline")
-    if metrics["test_accuracy"] is None or compared is None:
-        return None
-    if "verdict" not in compared:  # metrics.json written before the verdict was recorded
-        compared = paired.against_baseline(metrics["test_accuracy"], metrics["baseline_test_accuracy"],
-                                           compared["sgan_only"], compared["baseline_only"],
-                                           metrics.get("test_size", 0))
-    if compared["verdict"] != "worse":
+    compared = _baseline_comparison(metrics)
+    if compared is None or compared["verdict"] != "worse":
         return None
     return (f"significantly less accurate than its supervised-only baseline: {compared['summary']}; something in "
             "this run is wrong (too few iterations? labels in the wrong folders?)")

@@ -2,6 +2,7 @@ import contextlib
 import fcntl
 import gzip
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -71,8 +72,13 @@ def flow_env(prefect_home: Path, base: dict | None = None, **extra) -> dict:
     if not (prefect_home / "prefect.db").exists():
         prefect_home.mkdir(parents=True, exist_ok=True)
         shutil.copy(_prefect_db(), prefect_home / "prefect.db")
-    return {**_without_prefect(base or os.environ), "PREFECT_HOME": str(prefect_home), "TF_CPP_MIN_LOG_LEVEL": "3",
-            **extra}
+    environment = {k: v for k, v in _without_prefect(base or os.environ).items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    return {**environment, "PREFECT_HOME": str(prefect_home), **extra}  # logs as a user sees them (NOISE)
+
+
+# What a good run must not print: TensorFlow's C++ start-up chatter, absl's preamble, onnxruntime's advice.
+NOISE = re.compile(r"cpu_feature_guard|^I\d{4} |absl::InitializeLog|pre-processing before quantization|"
+                   r"oneDNN custom operations|computation placer already registered", re.M)
 
 
 def free_port() -> int:

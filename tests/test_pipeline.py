@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-from conftest import PREFECT, SGAN, flow_env, free_port, prefect_server, write_idx_dataset, write_image_folder
+from conftest import NOISE, PREFECT, SGAN, flow_env, free_port, prefect_server, write_idx_dataset, write_image_folder
 from PIL import Image
 from test_cli import sgan
 from test_follow import Load
@@ -60,6 +60,7 @@ def test_the_loop_new_labels_a_better_model_served_a_worse_one_refused_and_a_rol
     report = json.loads((models / "v0001" / "onnx_report.json").read_text())
     assert report["float"]["parity"]["max_abs_diff"] <= 1e-5 and report["float"]["parity"]["same_class"] >= 0.9999
     assert "ONNX parity: max |p_tf - p_onnx|" in output and "latest:" in output and "wall time" in output
+    assert not NOISE.search(output), NOISE.search(output)  # a good run's log: nothing a user must learn to ignore
 
     port = free_port()
     server = subprocess.Popen([SGAN, "serve", str(models), "--port", str(port), "--processes", "2",
