@@ -1,6 +1,7 @@
 """The slim serving image (deploy/Dockerfile) cannot be built here (no Docker engine): lint it, keep what it installs
 (the `serve` extra) pinned as the lock file, and check that the `sgan serve` it runs imports no TensorFlow."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -9,6 +10,9 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Imported only when present (inside try/except ImportError), so not required: pydantic's extra types, and sniffio,
+# which the HTTP stack asks for to detect an async library.
+OPTIONAL = {"pydantic-extra-types", "sniffio"}
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 
 
@@ -54,3 +58,32 @@ def test_the_files_the_image_copies_are_all_the_server_imports(tmp_path):
     result = subprocess.run([sys.executable, "-c", check, str(tmp_path)], cwd=tmp_path, capture_output=True,
                             text=True, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
+
+
+def test_what_serving_and_predicting_import_comes_with_the_serve_extra():
+    """`sgan serve`, `sgan predict` and `sgan models` after `pip install '.[serve]'`: every package their code
+    imports (and what those import) is one that the core and the serve extra bring, by their declared requirements."""
+    from importlib.metadata import distribution, packages_distributions
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["serve"]]
+    brought = set()
+    while wanted:
+        requirement = wanted.pop()
+        name = requirement.name.lower().replace("_", "-")
+        if name in brought or (requirement.marker and not requirement.marker.evaluate({"extra": ""})):
+            continue
+        brought.add(name)
+        wanted += [Requirement(r) for r in distribution(name).requires or []]
+    def imported(modules: str) -> set:
+        code = f"import sys, json{modules}; print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
+        return set(json.loads(subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                                             check=True).stdout))
+
+    owners = packages_distributions()
+    loaded = imported(", cli.main, deploy.serve, deploy.server, deploy.labeling, deploy.registry") - imported("")
+    third_party = {owner.lower().replace("_", "-") for module in loaded for owner in owners.get(module, [])
+                   if owner.lower() != "sgan"}
+    assert third_party and not third_party - brought - OPTIONAL, sorted(third_party - brought)
