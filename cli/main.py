@@ -36,7 +36,8 @@ def cmd_prepare(args):
 
 
 def _source_options(args) -> dict:
-    options = {"image_size": args.image_size, "channels": args.channels, "cache_dir": args.cache_dir}
+    options = {"image_size": args.image_size, "channels": args.channels, "cache_dir": args.cache_dir,
+               "skip_bad": args.skip_bad or None}
     return {k: v for k, v in options.items() if v is not None}
 
 
@@ -120,7 +121,8 @@ def _read_arrays(path: Path):
 
 
 def cmd_predict(args):
-    """Images (files or folders of PNG/JPEG, any size: brought to the model's shape) and arrays (.npy, IDX)."""
+    """Images (files or folders of PNG, JPEG, WebP, AVIF or HEIC, any size: brought to the model's shape) and
+    arrays (.npy, IDX)."""
     from deploy import labeling
     from deploy.runtime import Classifier
     from sgan import images
@@ -134,7 +136,7 @@ def cmd_predict(args):
     array, names, skipped = labeling.read_images(files, classifier.image_shape)
     for path, reason in skipped:
         if path in args.paths:  # a file named on the command line must be readable
-            raise UserError(f"{path}: not a readable PNG or JPEG image ({reason})")
+            raise UserError(f"{path}: not a readable {images.NAMES} image ({reason})")
     names = [str(n) for n in names]
     for path in (p for p in args.paths if p not in image_paths):
         arrays = _read_arrays(path)
@@ -381,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                      "(default: 1 if all labeled images are gray)")
     prepare.add_argument("--cache-dir", type=Path, help="decoded image folders (default $SGAN_CACHE_DIR or "
                                                         "~/.cache/sgan/datasets)")
+    prepare.add_argument("--skip-bad", action="store_true", help="leave out the labeled and test files that cannot "
+                         "be used (listed in skipped.json), instead of naming them all and stopping")
     prepare.add_argument("--run-dir", type=Path, required=True, help="the run folder: its manifest.json is written "
                          "here, and `sgan train`, `evaluate` and `export` take the same folder")
     prepare.set_defaults(func=cmd_prepare)
@@ -407,7 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--run-dir", type=Path, required=True, help="an evaluated run folder")
     export.set_defaults(func=cmd_export)
 
-    predict = commands.add_parser("predict", help="classify images (files or folders of PNG/JPEG, any size), "
+    predict = commands.add_parser("predict", help="classify images (files or folders of PNG, JPEG, WebP, AVIF or HEIC, any "
+                                                  "size), "
                                                   ".npy arrays or IDX files")
     predict.add_argument("model", type=Path, help="an .onnx file (model.onnx or model.int8.onnx)")
     predict.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="image files or folders, .npy arrays "
@@ -477,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--data", type=Path, help="as for `sgan prepare` (default: download MNIST)")
     pipeline.add_argument("--image-size", type=_image_size, help="HxW, for image folders")
     pipeline.add_argument("--channels", type=int, choices=(1, 3), help="for image folders")
+    pipeline.add_argument("--skip-bad", action="store_true", default=None, help="as for `sgan prepare`")
     pipeline.add_argument("--accuracy-gate", type=float, help="promote to `latest` only at or above this test "
                           "accuracy (0: promote unevaluated models too); default: 0.9 on benchmark data, and on an "
                           "image folder: significantly better than the supervised-only baseline on the test images")

@@ -124,7 +124,7 @@ class InferResponse(BaseModel):
 
 
 ERROR_MEANINGS = {
-    400: "malformed body: not JSON, not a readable PNG/JPEG, or JSON nested too deeply",
+    400: "malformed body: not JSON, not a readable image, or JSON nested too deeply",
     404: "no such route or model",
     405: "method not allowed (the Allow header lists those that are)",
     413: "body larger than the server's limit",

@@ -70,14 +70,14 @@ def integer_array(values, name: str, max_batch: int, min_ndim: int = 3) -> np.nd
 
 
 def image_file(body: bytes, image_shape: tuple) -> np.ndarray:
-    """One PNG or JPEG of any size up to `images.MAX_PIXELS` -> [1, H, W, C] in the model's shape."""
+    """One PNG, JPEG, WebP, AVIF or HEIC image of any size up to `images.MAX_PIXELS` -> [1, H, W, C] in the model's shape."""
     try:
         image = images.open_image(io.BytesIO(body))
     except images.TooLarge as e:
         raise RequestError(413, str(e)) from None
     except Exception as e:  # noqa: BLE001 - any failure to read a hostile header is the client's bad file
-        raise RequestError(400, f"not a readable PNG or JPEG image ({type(e).__name__})") from None
+        raise RequestError(400, f"not a readable {images.NAMES} image ({type(e).__name__})") from None
     try:
         return images.to_shape(image, image_shape)[None]
     except Exception as e:  # noqa: BLE001 - truncated or corrupt pixel data, or an empty image
-        raise RequestError(400, f"not a readable PNG or JPEG image ({type(e).__name__}: {e})") from None
+        raise RequestError(400, f"not a readable {images.NAMES} image ({type(e).__name__}: {e})") from None

@@ -9,16 +9,19 @@
 """
 
 import dataclasses
+import io
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from deploy.labeler import Labeler, LabelError, Retraining
+from sgan import images
 
 PAGE = Path(__file__).with_name("label.html")
-MEDIA = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+MEDIA = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp", ".avif": "image/avif"}
+SHOWN_SIDE = 512  # pixels: a HEIC photo, which browsers other than Safari cannot show, is sent as a JPEG this big
 
 
 def create_app(labeler: Labeler, retraining: Retraining) -> FastAPI:
@@ -61,7 +64,9 @@ def create_app(labeler: Labeler, retraining: Retraining) -> FastAPI:
     @app.get("/api/image")
     def image(file: str):
         path = labeler.inside(file, labeler.unlabeled)
-        return FileResponse(path, media_type=MEDIA[path.suffix.lower()], headers={"Cache-Control": "no-store"})
+        if path.suffix.lower() in MEDIA:
+            return FileResponse(path, media_type=MEDIA[path.suffix.lower()], headers={"Cache-Control": "no-store"})
+        return Response(_as_jpeg(path), media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     @app.post("/api/label")
     async def label(request: Request):
@@ -88,3 +93,18 @@ def create_app(labeler: Labeler, retraining: Retraining) -> FastAPI:
         return retraining.status()
 
     return app
+
+
+def _as_jpeg(path: Path) -> bytes:
+    """A HEIC photo, upright, at most SHOWN_SIDE pixels a side, as JPEG bytes; 404 if it cannot be read."""
+    from PIL import ImageOps
+
+    try:
+        with images.open_image(path, images.FILE_MAX_PIXELS) as image:
+            shown = ImageOps.exif_transpose(image).convert("RGB")
+    except Exception:  # noqa: BLE001 - an unreadable file is one the page cannot show
+        raise LabelError(404, f"{path.name}: not a readable image") from None
+    shown.thumbnail((SHOWN_SIDE, SHOWN_SIDE))
+    buffer = io.BytesIO()
+    shown.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()

@@ -18,7 +18,7 @@ class _Calibration(CalibrationDataReader):
 
 
 def quantize(float_path, calibration_images: np.ndarray, quant_format=QuantFormat.QDQ,
-             activations=QuantType.QInt8) -> bytes:
+             activations=QuantType.QInt8, pre_process: bool = True) -> bytes:
     """An INT8 copy of the model at `float_path` (per-channel signed weights), with the same metadata.
 
     QDQ with symmetric signed activations by default; `benchmarks/int8.py` times the other forms (docs/serving.md).
@@ -30,7 +30,10 @@ def quantize(float_path, calibration_images: np.ndarray, quant_format=QuantForma
     float_model = onnx.load(str(float_path))
     with tempfile.TemporaryDirectory() as tmp:
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
-        quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)  # shapes are static but N
+        if pre_process:  # benchmarks/int8_preprocess.py measures it against none
+            quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)  # shapes are static but N
+        else:
+            prepared = Path(float_path)
         first_conv = next(node.name for node in onnx.load(str(prepared)).graph.node if node.op_type == "Conv")
         quantize_static(str(prepared), str(quantized), _Calibration(calibration_images),
                         quant_format=quant_format, per_channel=True, nodes_to_exclude=[first_conv],

@@ -1,7 +1,7 @@
 """HTTP service for the ONNX classifier: FastAPI on uvicorn, onnxruntime and numpy only (no TensorFlow).
 
 - `POST /v1/predict`: JSON `{"images": [...]}` (nested integers 0-255, [N, H, W, C] or [N, H, W]) or one raw
-  PNG/JPEG body (Content-Type image/png or image/jpeg);
+  image body (Content-Type image/png, image/jpeg, image/webp, image/avif or image/heic);
 - the Open Inference Protocol under `/v2` (see deploy/v2.py);
 - `GET /healthz` (liveness), `GET /readyz` (readiness), `GET /v1/model`, `GET /metrics` (Prometheus).
 
@@ -27,7 +27,7 @@ from deploy import contract, decoding, follow, metrics, registry, v2
 from deploy.decoding import RequestError
 from deploy.runtime import InputError
 
-IMAGE_TYPES = ("image/png", "image/jpeg")
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/avif", "image/heic", "image/heif")
 CONFIG_VARIABLE = "SGAN_SERVE_CONFIG"  # how `sgan serve --processes N` hands create_app's arguments to each worker
 
 

@@ -40,19 +40,20 @@ def _dataset_key(context, parameters) -> str:
     digest = hashlib.sha256()
     for path in (f for f in files if f.is_file()):
         digest.update(str(path.relative_to(source) if source.is_dir() else path.name).encode() + path.read_bytes())
-    options = [parameters[k] for k in ("labels", "seed", "image_size", "channels")]
+    options = [parameters[k] for k in ("labels", "seed", "image_size", "channels", "skip_bad")]
     return f"prepare-{digest.hexdigest()[:32]}-" + "-".join(map(str, options))
 
 
 @task(cache_key_fn=_dataset_key, persist_result=True)
 def prepare_dataset(data: str | None, labels: int | None, seed: int, image_size: str | None,
-                    channels: int | None) -> dict:
+                    channels: int | None, skip_bad: bool = False) -> dict:
     from sgan import data as datasets
     from sgan.data.download import download_mnist
     from sgan.images import parse_size
 
     try:
-        options = {k: v for k, v in (("image_size", image_size and parse_size(image_size)), ("channels", channels)) if v}
+        options = {k: v for k, v in (("image_size", image_size and parse_size(image_size)), ("channels", channels),
+                                     ("skip_bad", skip_bad)) if v}
     except ValueError as e:
         raise UserError(f"image_size: {e}") from None
     dataset = datasets.load(data or download_mnist(), **options)
@@ -217,6 +218,7 @@ def sgan_pipeline(
     data: str | None = None,
     image_size: str | None = None,
     channels: int | None = None,
+    skip_bad: bool = False,
     accuracy_gate: float | None = None,
     allow_test_leaks: bool = False,
     tolerance: float = 0.0,
@@ -232,11 +234,12 @@ def sgan_pipeline(
     data, and on an image folder the model must beat its supervised-only baseline on the test images (McNemar's
     test), or, without test images, it is promoted with a warning.
     `warm_start`: begin from the weights of the model `latest` serves, when it was made for the same classes and
-    image shape (otherwise from scratch, and the log says why)."""
+    image shape (otherwise from scratch, and the log says why). `skip_bad`: leave out the labeled and test images
+    that cannot be used, instead of naming them all and stopping."""
     started = time.perf_counter()
     root = Path(output_root).resolve()
 
-    manifest = prepare_dataset(data, labels, seed, image_size, channels)
+    manifest = prepare_dataset(data, labels, seed, image_size, channels, skip_bad)
     if not manifest["dataset"]["test_size"]:
         print("no test set: the model will be trained and exported, but it is unevaluated (no test accuracy)")
     options = ["--preset", preset, "--precision", precision]

@@ -4,16 +4,26 @@ Decoders read the header first, so a file's declared size is checked before a pi
 """
 
 import contextlib
+import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
+try:  # HEIC/HEIF, iPhones' default, through libheif; Pillow itself reads WebP and AVIF
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    HEIF = ("HEIF",)
+except ImportError:
+    HEIF = ()
+
 MAX_PIXELS = 2048 * 2048  # what the HTTP service decodes: a larger declared size is refused from the header alone
 FILE_MAX_PIXELS = 120_000_000  # a user's own files: any phone or camera photo (108 megapixels at most today)
-FORMATS = ("PNG", "JPEG")
-EXTENSIONS = {".png", ".jpg", ".jpeg"}
+FORMATS = ("PNG", "JPEG", "WEBP", "AVIF", *HEIF)
+EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".avif", ".heic", ".heif"}
+NAMES = "PNG, JPEG, WebP, AVIF" + (" or HEIC" if HEIF else "")  # what a message says is read
 ORIENTATION = 0x0112  # the EXIF tag
 MIN_SIDE = 8  # pixels: smaller images leave the discriminator's last convolution nothing to see
 
@@ -31,7 +41,7 @@ def _size_checked_here():
 
 
 def open_image(source, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """A PNG or JPEG opened lazily (its header read, no pixel decoded); TooLarge above `max_pixels` (decompression
+    """A PNG, JPEG, WebP, AVIF or HEIC image opened lazily (its header read, no pixel decoded); TooLarge above `max_pixels` (decompression
     bombs: MAX_PIXELS for what arrives over the network, FILE_MAX_PIXELS for the user's own files)."""
     with _size_checked_here():
         image = Image.open(source, formats=FORMATS)
@@ -43,8 +53,63 @@ def open_image(source, max_pixels: int = MAX_PIXELS) -> Image.Image:
 
 
 def image_files(root) -> list[Path]:
-    """The PNG/JPEG files below `root`, at any depth, in a stable order."""
-    return sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
+    """The image files below `root`, at any depth, in a stable order (what cannot be listed: `listed`)."""
+    return listed(root)[0]
+
+
+def listed(root) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(the image files below `root`, in a stable order; [(path, why it cannot be used)] for what is in the way: a
+    folder that cannot be read, a link that leads nowhere or in a loop, a name that is not UTF-8). Files that are
+    not images by their extension (.DS_Store, .xmp sidecars, Thumbs.db) are left out without a word."""
+    files, problems, seen = [], [], {_identity(root)}
+
+    def unreadable(error: OSError):
+        problems.append((Path(error.filename), f"cannot read this folder ({error.strerror})"))
+
+    for folder, folders, names in os.walk(root, onerror=unreadable, followlinks=True):
+        kept = []
+        for name in folders:  # linked folders are followed, each folder once: a link in a loop ends there
+            path = Path(folder) / name
+            try:
+                identity = _identity(path)
+            except OSError as e:
+                problems.append((path, f"a link to nothing, or a link in a loop ({e.strerror})"))
+                continue
+            if identity in seen:
+                problems.append((path, "a link to a folder already listed (a loop, or the same images twice)"))
+            else:
+                seen.add(identity)
+                kept.append(name)
+        folders[:] = kept
+        for name in names:
+            path = Path(folder) / name
+            if path.suffix.lower() not in EXTENSIONS:
+                continue
+            if not _utf8(str(path)):
+                problems.append((path, "its name is not valid UTF-8: rename it"))
+            elif not path.is_file():
+                problems.append((path, "a link to nothing, or a link in a loop"))
+            else:
+                files.append(path)
+    return sorted(files), sorted(problems)
+
+
+def _identity(path) -> tuple:
+    status = os.stat(path)
+    return status.st_dev, status.st_ino
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+        return True
+    except UnicodeEncodeError:  # undecodable bytes arrive as lone surrogates
+        return False
+
+
+def shown(path) -> str:
+    """A path as a message can print it, whatever bytes its name holds."""
+    return os.fsencode(path).decode(errors="replace")
 
 
 def parse_size(text: str) -> tuple:

@@ -190,27 +190,32 @@ def _train_and_export(root: Path):
 
 
 def write_image_folder(root: Path, classes=("cat", "dog", "frog"), labeled_per_class=4, unlabeled=60,
-                       test_per_class=3, size=(16, 16), mode="L", seed=0) -> Path:
-    """A folder as users keep one: labeled/<class>/ (PNG and JPEG), unlabeled/ nested two deep, test/<class>/
-    (test_per_class=0: no test folder). Class k's images light up their own band of rows."""
+                       test_per_class=3, size=(16, 16), mode="L", seed=0, formats=("png", "jpg")) -> Path:
+    """A folder as users keep one: labeled/<class>/ (PNG and JPEG, or the `formats` in turn), unlabeled/ nested two
+    deep, test/<class>/ (test_per_class=0: no test folder). Class k's images light up their own band of rows."""
     from PIL import Image
 
+    from sgan import images  # noqa: F401 - registers HEIC with Pillow, for writing too
+
     channels = 1 if mode == "L" else 3
+    options = {".jpg": {"quality": 95}, ".webp": {"lossless": True}, ".heic": {"quality": 95},
+               ".avif": {"quality": 95}}
 
     def save(path: Path, k: int, i: int):
         path.parent.mkdir(parents=True, exist_ok=True)
         pixels = synthetic_images(np.array([k]), (*size, channels), seed=[seed, zlib.crc32(str(path).encode())])[0]
-        image = Image.fromarray(pixels[..., 0] if channels == 1 else pixels, mode)
-        image.save(path, quality=95) if path.suffix == ".jpg" else image.save(path)
+        Image.fromarray(pixels[..., 0] if channels == 1 else pixels, mode).save(path, **options.get(path.suffix, {}))
+
+    def unlabeled_format(i: int) -> str:
+        return ("jpg" if i % 5 == 0 else "png") if formats == ("png", "jpg") else formats[i % len(formats)]
 
     for k, name in enumerate(classes):
         for i in range(labeled_per_class):
-            save(root / "labeled" / name / f"{name}{i}.{'jpg' if i % 2 else 'png'}", k, i)
+            save(root / "labeled" / name / f"{name}{i}.{formats[i % len(formats)]}", k, i)
         for i in range(test_per_class):
             save(root / "test" / name / f"t{i}.png", k, i)
     for i in range(unlabeled):
-        save(root / "unlabeled" / f"batch{i % 3}" / f"part{i % 2}" / f"u{i}.{'jpg' if i % 5 == 0 else 'png'}",
-             i % len(classes), i)
+        save(root / "unlabeled" / f"batch{i % 3}" / f"part{i % 2}" / f"u{i}.{unlabeled_format(i)}", i % len(classes), i)
     return root
 
 

@@ -12,6 +12,7 @@ from test_cli import sgan
 
 from deploy import export
 from deploy.runtime import Classifier, InputError
+import sgan.images as _heic  # noqa: F401 - registers HEIC with Pillow, for writing too
 from sgan.data import idx
 from sgan.errors import UserError
 
@@ -139,6 +140,13 @@ def test_predict_cli_reads_png_npy_and_idx(exported_run, tmp_path):
     text = sgan("predict", run / "model.onnx", tmp_path / "one.png")
     assert text.returncode == 0 and text.stdout.startswith(f"{tmp_path / 'one.png'}: {expected[0]} (")
 
+    for suffix, options in (("webp", {"lossless": True}), ("heic", {"quality": 100}), ("avif", {"quality": 100})):
+        Image.fromarray(dataset.x_test[0, :, :, 0]).save(tmp_path / f"one.{suffix}", **options)
+    result = sgan("predict", run / "model.onnx", tmp_path / "one.webp", tmp_path / "one.heic", tmp_path / "one.avif",
+                  "--json")
+    assert result.returncode == 0 and [r["class"] for r in json.loads(result.stdout)] == [expected[0]] * 3, \
+        result.stdout + result.stderr
+
 
 def test_predict_cli_bad_input_exits_2(exported_run, tmp_path):
     run, _, _ = exported_run
@@ -147,4 +155,4 @@ def test_predict_cli_bad_input_exits_2(exported_run, tmp_path):
     assert result.returncode == 2 and "wrong.npy: images must have shape [N, 28, 28, 1]" in result.stderr
     (tmp_path / "fake.png").write_bytes(b"not a png")
     result = sgan("predict", run / "model.onnx", tmp_path / "fake.png")
-    assert result.returncode == 2 and "fake.png: not a readable PNG or JPEG image" in result.stderr
+    assert result.returncode == 2 and "fake.png: not a readable PNG, JPEG, WebP, AVIF or HEIC image" in result.stderr

@@ -143,7 +143,7 @@ def test_the_defaults_table_is_the_code():
     serve = argparse.ArgumentParser()
     add_arguments(serve)
     defaults = serve.parse_args(["m.onnx"])
-    assert stated["`sgan serve`"] == f"`{defaults.host}`, port {defaults.port}, {defaults.workers} process"
+    assert stated["`sgan serve`"] == f"`{defaults.host}`, port {defaults.port}, {defaults.processes} process"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)

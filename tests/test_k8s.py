@@ -96,8 +96,7 @@ def test_the_deployment_runs_the_slim_image_non_root_on_a_read_only_root_with_it
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert set(container["resources"]["requests"]) == {"cpu", "memory"} and "memory" in container["resources"]["limits"]
     slim = (ROOT / "deploy" / "Dockerfile").read_text()
-    assert 'ENTRYPOINT ["python", "-m", "deploy.serve"]' in slim and container["command"] == ["python", "-m",
-                                                                                              "deploy.serve"]
+    assert 'ENTRYPOINT ["sgan", "serve"]' in slim and container["command"] == ["sgan", "serve"]
     hpa = next(d for d in manifests("serving.yaml") if d["kind"] == "HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
 

@@ -1,6 +1,7 @@
 """`sgan label`: the labeling page in a real headless Chromium (Selenium), against the real server and files, and
 its JSON API's refusals over real HTTP. The model comes from a real flow run; retraining is another one."""
 
+import io
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
 from conftest import SGAN, flow_env, free_port, write_image_folder
 
@@ -26,7 +28,8 @@ def published(tmp_path_factory, prefect_api):
     """An image folder (2 labeled images per class) and v0001 trained on it by `sgan pipeline`; flow runs (the
     page's retrain too) report to the test run's Prefect server."""
     tmp = tmp_path_factory.mktemp("label")
-    folder = write_image_folder(tmp / "data", classes=CLASSES, labeled_per_class=2, unlabeled=30, test_per_class=4)
+    folder = write_image_folder(tmp / "data", classes=CLASSES, labeled_per_class=2, unlabeled=30, test_per_class=4,
+                                formats=("heic", "webp", "png", "jpg"))  # as phones and the web save them
     result = subprocess.run([SGAN, "pipeline", "--data", folder, "--iterations", "40", "--workers", "1",
                              "--batch-size", "8", "--accuracy-gate", "0", "--output-root", tmp / "out"],
                             capture_output=True, text=True, env=_env(tmp, prefect_api), timeout=600)
@@ -77,6 +80,9 @@ def test_the_api_refuses_what_it_cannot_do_with_a_json_4xx_and_moves_nothing(ser
     assert httpx.post(f"{server}/api/label", content=b"{not json").status_code == 400
     assert httpx.get(f"{server}/api/image", params={"file": "../test/cat/t0.png"}).status_code == 403
     assert httpx.get(f"{server}/api/image", params={"file": first}).headers["content-type"].startswith("image/")
+    heic = next(p for p in (folder / "unlabeled").rglob("*.heic")).relative_to(folder / "unlabeled").as_posix()
+    shown = httpx.get(f"{server}/api/image", params={"file": heic})  # browsers but Safari cannot show HEIC
+    assert shown.headers["content-type"] == "image/jpeg" and Image.open(io.BytesIO(shown.content)).size == (16, 16)
     assert (_labeled(folder), sorted(p.name for p in (folder / "unlabeled").rglob("*.*"))) == before
 
 

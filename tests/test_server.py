@@ -19,6 +19,8 @@ import pytest
 from conftest import SGAN, free_port
 from PIL import Image
 
+import sgan.images as _heic  # noqa: F401 - registers HEIC with Pillow, for writing too
+
 WORKERS = 2
 RSS_BOUND_MB = 600  # per server process, after the hostile set
 
@@ -96,9 +98,11 @@ def test_images_of_other_sizes_and_modes_are_brought_to_the_model_shape(server):
     digit = Image.fromarray(dataset.x_test[0, :, :, 0])
     expected = client.post("/v1/predict", json={"images": dataset.x_test[:1].tolist()}).json()["classes"]
     for image, kind in ((digit.resize((56, 56), Image.Resampling.NEAREST), "PNG"), (digit.convert("RGB"), "PNG"),
-                        (digit.convert("RGBA"), "PNG"), (digit.convert("P"), "PNG"), (digit, "JPEG")):
+                        (digit.convert("RGBA"), "PNG"), (digit.convert("P"), "PNG"), (digit, "JPEG"),
+                        (digit, "WEBP"), (digit, "AVIF"), (digit, "HEIC")):
         buffer = io.BytesIO()
-        image.save(buffer, format=kind, **({"quality": 100} if kind == "JPEG" else {}))
+        image.save(buffer, format="HEIF" if kind == "HEIC" else kind,
+                   **({"lossless": True} if kind == "WEBP" else {} if kind == "PNG" else {"quality": 100}))
         response = client.post("/v1/predict", content=buffer.getvalue(), headers={"Content-Type": f"image/{kind.lower()}"})
         assert response.status_code == 200, (image.mode, image.size, response.text)
         assert response.json()["classes"] == expected, (image.mode, image.size, kind)
@@ -143,7 +147,7 @@ def test_open_inference_protocol(server):
     ("negative", {"json": {"images": np.full((1, 28, 28, 1), -1).tolist()}}, 422, "must be in 0-255"),
     ("no images field", {"json": {"pictures": []}}, 422, '"images" field'),
     ("malformed JSON", {"content": b'{"images": [', "headers": {"Content-Type": "application/json"}}, 400, "malformed JSON"),
-    ("not an image", {"content": b"GIF89a....", "headers": {"Content-Type": "image/png"}}, 400, "not a readable PNG"),
+    ("not an image", {"content": b"GIF89a....", "headers": {"Content-Type": "image/png"}}, 400, "not a readable PNG, JPEG"),
     ("image too large", {"content": _png(np.zeros((2100, 2100), np.uint8)), "headers": {"Content-Type": "image/png"}},
      413, "exceeds the limit of 4194304 pixels"),
     ("unsupported type", {"content": b"x", "headers": {"Content-Type": "text/plain"}}, 415, "Content-Type must be"),
@@ -303,7 +307,8 @@ def test_openapi_declares_bodies_and_every_error(server):
     client = server[0]
     document = client.get("/openapi.json").json()
     predict = document["paths"]["/v1/predict"]["post"]
-    assert set(predict["requestBody"]["content"]) == {"application/json", "image/png", "image/jpeg"}
+    assert set(predict["requestBody"]["content"]) == {"application/json", "image/png", "image/jpeg", "image/webp",
+                                                      "image/avif", "image/heic", "image/heif"}
     assert {"200", "400", "413", "415", "422"} <= set(predict["responses"])
     error = {"$ref": "#/components/schemas/ErrorBody"}
     assert predict["responses"]["413"]["content"]["application/json"]["schema"] == error

@@ -7,6 +7,7 @@ take disjoint slices of the same global order.
 
 import hashlib
 import itertools
+from collections import Counter
 
 import numpy as np
 
@@ -108,7 +109,9 @@ def describe(manifest: dict) -> str:
         lines.append(f"images brought to {d['image_shape'][0]}x{d['image_shape'][1]} (the labeled images are mostly "
                      f"{h}x{w}); choose another size with --image-size HxW")
     if d.get("skipped"):
-        lines.append(f"skipped {len(d['skipped'])} unreadable unlabeled files (listed in skipped.json)")
+        parts = Counter(s.get("part", "unlabeled") for s in d["skipped"])
+        lines.append("left out " + ", ".join(f"{n} {part}" for part, n in sorted(parts.items()))
+                     + " files that cannot be used (listed in skipped.json)")
     if not d["test_size"]:
         lines.append("no test set: the model will be trained but not evaluated (no test accuracy)")
     leaks = manifest["leaks"]

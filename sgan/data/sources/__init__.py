@@ -11,16 +11,18 @@ from pathlib import Path
 from sgan.errors import UserError
 
 
-def load(source, image_size: tuple | None = None, channels: int | None = None, cache_dir=None, listing_sha256=None):
-    """The validated `dataset.Dataset` at `source`. `image_size` (H, W) and `channels` apply to image folders, whose
-    decoded images are cached (content-addressed, memory-mapped) under `cache_dir`; `listing_sha256`, recorded in a
-    manifest, lets a cached folder load without re-reading its files."""
+def load(source, image_size: tuple | None = None, channels: int | None = None, cache_dir=None, listing_sha256=None,
+         skip_bad: bool = False):
+    """The validated `dataset.Dataset` at `source`. `image_size` (H, W), `channels` and `skip_bad` (leave out the
+    labeled and test files that cannot be used) apply to image folders, whose decoded images are cached
+    (content-addressed, memory-mapped) under `cache_dir`; `listing_sha256`, recorded in a manifest, lets a cached
+    folder load without re-reading its files."""
     from sgan.data.sources import idx_folder, image_folder, npz
 
     kind = check(source, image_size, channels, list_images=False)  # load lists them once, itself
     path = Path(source)
     if kind == "image folder":
-        return image_folder.load(path, image_size, channels, cache_dir, listing_sha256)
+        return image_folder.load(path, image_size, channels, cache_dir, listing_sha256, skip_bad)
     return idx_folder.load(path) if kind == "IDX folder" else npz.load(path)
 
 

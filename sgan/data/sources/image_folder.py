@@ -1,14 +1,15 @@
 """An image folder as users keep it: a few labeled images, many unlabeled ones, maybe a test set.
 
-    DATA/labeled/<class name>/...    PNG or JPEG, any nesting below the class folder
+    DATA/labeled/<class name>/...    PNG, JPEG, WebP, AVIF or HEIC, any nesting below the class folder
     DATA/unlabeled/...               any nesting, no labels
     DATA/test/<class name>/...       optional; its classes must be among labeled/'s
 
 Class names are the folder names, sorted. Images of any size and mode are brought to one shape (default: the
 most common size among the labeled images, scaled down to a longer side of at most DEFAULT_LONGER_SIDE pixels
 with its aspect kept, grayscale if they all are), decoded once into a content-addressed
-cache of uint8 .npy files that training memory-maps. A bad labeled or test file stops everything (one line
-naming it, nothing written); a bad unlabeled file is skipped and listed. The user's files are only read.
+cache of uint8 .npy files that training memory-maps. Every labeled or test file that cannot be used is named in
+one error (with its reason; nothing is written), unless `skip_bad`: then they are left out and listed, as a bad
+unlabeled file always is. The user's files are only read.
 """
 
 import hashlib
@@ -19,9 +20,11 @@ import shutil
 import tempfile
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
+from PIL import UnidentifiedImageError
 from tqdm import tqdm
 
 from sgan import images
@@ -40,8 +43,10 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SGAN_CACHE_DIR", Path.home() / ".cache" / "sgan" / "datasets"))
 
 
-def load(folder: Path, image_size=None, channels=None, cache_dir=None, listing_sha256=None) -> Dataset:
-    """`listing_sha256` (from a manifest): trust a cache entry made from that listing without re-reading the files."""
+def load(folder: Path, image_size=None, channels=None, cache_dir=None, listing_sha256=None,
+         skip_bad: bool = False) -> Dataset:
+    """`listing_sha256` (from a manifest): trust a cache entry made from that listing without re-reading the files.
+    `skip_bad`: leave out the labeled and test files that cannot be used, instead of refusing the folder."""
     folder = folder.resolve()
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     listing, class_names = scan(folder)
@@ -51,14 +56,16 @@ def load(folder: Path, image_size=None, channels=None, cache_dir=None, listing_s
     entry = _entry(cache_dir, digest, shape)
     if not (entry / "meta.json").is_file():
         with writing(entry):
-            _decode_into(entry, folder, listing, shape, digest, class_names)
+            _decode_into(entry, folder, listing, shape, digest, class_names, skip_bad)
     meta = json.loads((entry / "meta.json").read_text())
+    if (bad := [s for s in meta["skipped"] if s.get("part", "unlabeled") != "unlabeled"]) and not skip_bad:
+        raise _unusable(folder, bad)  # the cached entry was made with skip_bad
     arrays = {name: np.load(entry / f"{name}.npy", mmap_mode="r") for name in ("x_train", "x_test")}
     arrays.update({name: np.load(entry / f"{name}.npy") for name in ("y_train", "y_test")})
     names = {"x_train": str(folder / "labeled"), "y_train": str(folder / "labeled"), "x_test": str(folder / "test"),
              "y_test": str(folder / "test")}
     details = {"options": {"image_size": list(shape[:2]), "channels": shape[2], "cache_dir": str(cache_dir),
-                           "listing_sha256": digest},
+                           "listing_sha256": digest, **({"skip_bad": True} if skip_bad else {})},
                "cache": str(entry), "files": meta["files"], "skipped": meta["skipped"]}
     if common and common != shape[:2]:
         details["resized_from"] = list(common)
@@ -66,33 +73,44 @@ def load(folder: Path, image_size=None, channels=None, cache_dir=None, listing_s
 
 
 def scan(folder: Path) -> tuple[dict, list]:
-    """{part: [(relative path, class index or UNLABELED)]} for labeled/, unlabeled/ and test/, and the class names."""
+    """{part: [(relative path, class index or UNLABELED)]} for labeled/, unlabeled/ and test/, with "unusable":
+    [(part, relative path, reason)] for what cannot even be listed; and the class names."""
     labeled_root = folder / "labeled"
     class_dirs = sorted(p for p in labeled_root.iterdir() if p.is_dir())
     if not class_dirs:
         raise UserError(f"{labeled_root}: no class folders (labeled/<class name>/image.png)")
     class_names = [p.name for p in class_dirs]
-    listing = {"labeled": [], "unlabeled": [], "test": []}
+    listing = {"labeled": [], "unlabeled": [], "test": [], "unusable": []}
+
+    def add(part: str, root: Path, label: int) -> int:
+        files, problems = images.listed(root)
+        listing[part] += [(f.relative_to(folder).as_posix(), label) for f in files]
+        listing["unusable"] += [(part, images.shown(p.relative_to(folder)), reason) for p, reason in problems]
+        return len(files) + len(problems)
+
     for k, class_dir in enumerate(class_dirs):
-        files = images.image_files(class_dir)
-        if not files:
-            raise UserError(f"{class_dir}: empty class (no PNG or JPEG files)")
-        listing["labeled"] += [(f.relative_to(folder).as_posix(), k) for f in files]
+        if not add("labeled", class_dir, k):
+            raise UserError(f"{class_dir}: empty class (no {images.NAMES} files)")
     unlabeled_root = folder / "unlabeled"
     if not unlabeled_root.is_dir():
         raise UserError(f"{unlabeled_root}: missing (the unlabeled images are what a semi-supervised GAN learns from)")
-    listing["unlabeled"] = [(f.relative_to(folder).as_posix(), UNLABELED) for f in images.image_files(unlabeled_root)]
-    if not listing["unlabeled"]:
-        raise UserError(f"{unlabeled_root}: no PNG or JPEG files")
+    if not add("unlabeled", unlabeled_root, UNLABELED):
+        raise UserError(f"{unlabeled_root}: no {images.NAMES} files")
     test_root = folder / "test"
     if test_root.is_dir():
         for class_dir in sorted(p for p in test_root.iterdir() if p.is_dir()):
             if class_dir.name not in class_names:
                 raise UserError(f"{class_dir}: class {class_dir.name!r} is not among labeled/'s classes "
                                 f"({', '.join(class_names)})")
-            k = class_names.index(class_dir.name)
-            listing["test"] += [(f.relative_to(folder).as_posix(), k) for f in images.image_files(class_dir)]
+            add("test", class_dir, class_names.index(class_dir.name))
     return listing, class_names
+
+
+def _unusable(folder: Path, bad: list) -> UserError:
+    """Every labeled or test file that cannot be used, in one error: a user fixes them all in one go."""
+    return UserError(f"{len(bad)} labeled or test files cannot be used, so nothing was prepared (fix or remove them, "
+                     "or --skip-bad to prepare without them):\n"
+                     + "\n".join(f"  {folder / b['file']}: {b['reason']}" for b in sorted(bad, key=itemgetter("file"))))
 
 
 def _shape(folder: Path, listing: dict, image_size, channels) -> tuple[tuple, tuple | None]:
@@ -102,9 +120,14 @@ def _shape(folder: Path, listing: dict, image_size, channels) -> tuple[tuple, tu
         return (*image_size, channels), None
     sizes, modes = Counter(), set()
     for relative, _ in listing["labeled"]:
-        with _open(folder / relative, strict=True) as image:
-            sizes[images.upright_size(image)] += 1
-            modes.add(image.mode)
+        try:
+            with _open(folder / relative) as image:
+                sizes[images.upright_size(image)] += 1
+                modes.add(image.mode)
+        except Exception:  # noqa: BLE001 - the decoding pass names it, with every other bad file
+            continue
+    if not sizes:
+        raise UserError(f"{folder / 'labeled'}: none of its files is a readable {images.NAMES} image")
     width, height = sizes.most_common(1)[0][0]
     size = image_size or trainable_size(height, width)
     return (*size, channels or (1 if modes <= GRAY_MODES else 3)), (height, width)
@@ -117,14 +140,9 @@ def trainable_size(height: int, width: int, longer: int = DEFAULT_LONGER_SIDE) -
     return tuple(max(images.MIN_SIDE, 4 * round(side * factor / 4)) for side in (height, width))
 
 
-def _open(path, strict: bool):
-    """The image at `path`, header read; a bad labeled or test file (`strict`) is the user's one-line error."""
-    try:
-        return images.open_image(path, images.FILE_MAX_PIXELS)
-    except Exception as e:  # noqa: BLE001 - any failure to read a header is a bad file
-        if strict:
-            raise UserError(f"{path}: not a readable PNG or JPEG image ({e})") from None
-        raise
+def _open(path):
+    """The image at `path`, header read."""
+    return images.open_image(path, images.FILE_MAX_PIXELS)
 
 
 def _listing_digest(folder: Path, listing: dict) -> str:
@@ -136,7 +154,7 @@ def _listing_digest(folder: Path, listing: dict) -> str:
     listing["sha256"] = dict(zip(files, sums))
     digest = hashlib.sha256()
     for relative, checksum in zip(files, sums):
-        digest.update(f"{relative}\0{checksum}\n".encode())
+        digest.update(os.fsencode(f"{relative}\0{checksum}\n"))
     return digest.hexdigest()
 
 
@@ -153,14 +171,16 @@ def _entry(cache_dir: Path, digest: str, shape: tuple) -> Path:
     return cache_dir / hashlib.sha256(f"{CACHE_FORMAT}:{digest}:{shape}".encode()).hexdigest()[:32]
 
 
-def _decode_into(entry: Path, folder: Path, listing: dict, shape: tuple, digest: str, class_names: list):
+def _decode_into(entry: Path, folder: Path, listing: dict, shape: tuple, digest: str, class_names: list,
+                 skip_bad: bool):
     """Decodes every image into a staging folder renamed into place whole; errors leave nothing behind."""
     entry.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}."))
     pool = _pool()
     try:
-        arrays, skipped = {}, []
-        for part, strict in (("labeled", True), ("test", True), ("unlabeled", False)):  # strict parts fail fast
+        arrays = {}
+        skipped = [{"file": file, "reason": reason, "part": part} for part, file, reason in listing["unusable"]]
+        for part in ("labeled", "test", "unlabeled"):  # the labeled and test files first: all of them judged
             files = listing[part]
             x = _new_array(staging / f"{part}.npy", (len(files), *shape))
             ok = np.ones(len(files), bool)
@@ -171,27 +191,35 @@ def _decode_into(entry: Path, folder: Path, listing: dict, shape: tuple, digest:
                     start = i * CHUNK
                     x[start:start + len(batch)] = batch
                     for offset, reason in errors:
-                        if strict:
-                            raise UserError(f"{folder / files[start + offset][0]}: not a readable PNG or JPEG image "
-                                            f"({reason})")
                         ok[start + offset] = False
-                        skipped.append({"file": files[start + offset][0], "reason": reason})
+                        skipped.append({"file": files[start + offset][0], "reason": reason, "part": part})
                     progress.update(len(batch))
             arrays[part] = (x, np.array([k for _, k in files], np.int64), ok)
-        ok = arrays["unlabeled"][2]
-        if not ok.any():
-            raise UserError(f"{folder / 'unlabeled'}: none of its {len(ok)} files is a readable PNG or JPEG image")
+            bad = [s for s in skipped if s["part"] != "unlabeled"]
+            if part == "test" and bad and not skip_bad:
+                raise _unusable(folder, bad)
+        _, y_labeled, usable = arrays["labeled"]
+        if empty := [name for k, name in enumerate(class_names) if not np.any(y_labeled[usable] == k)]:
+            raise UserError(f"{folder / 'labeled' / empty[0]}: no usable image is left in this class")
+        readable = arrays["unlabeled"][2]
+        if not readable.any():
+            raise UserError(f"{folder / 'unlabeled'}: none of its {len(readable)} files is a readable "
+                            f"{images.NAMES} image")
         _write_training_set(staging, arrays)
-        os.replace(staging / "test.npy", staging / "x_test.npy")
-        np.save(staging / "y_test.npy", arrays["test"][1])
-        for part in ("labeled", "unlabeled"):
-            (staging / f"{part}.npy").unlink()
+        x_test, y_test, ok = arrays["test"]
+        if ok.all():
+            os.replace(staging / "test.npy", staging / "x_test.npy")
+        else:
+            _new_array(staging / "x_test.npy", (int(ok.sum()), *shape))[:] = x_test[ok]
+        np.save(staging / "y_test.npy", y_test[ok])
+        for part in ("labeled", "unlabeled", "test"):
+            (staging / f"{part}.npy").unlink(missing_ok=True)
         files = [{"file": f, "sha256": listing["sha256"][f]} for part in ("labeled", "unlabeled", "test")
                  for f, _ in listing[part]]
         meta = {"format": CACHE_FORMAT, "source": str(folder), "listing_sha256": digest, "image_shape": list(shape),
                 "class_names": class_names, "skipped": skipped, "files": len(files)}
         (staging / "files.json").write_text(json.dumps(files))  # every source file's SHA-256
-        kept = np.flatnonzero(ok)
+        kept = np.flatnonzero(readable)
         (staging / "unlabeled.json").write_text(json.dumps([listing["unlabeled"][i][0] for i in kept]))
         (staging / "meta.json").write_text(json.dumps(meta, indent=2))
         try:
@@ -205,15 +233,19 @@ def _decode_into(entry: Path, folder: Path, listing: dict, shape: tuple, digest:
 
 
 def _write_training_set(staging: Path, arrays: dict):
-    """x_train.npy: the labeled images, then the readable unlabeled ones; y_train.npy: their labels or UNLABELED."""
-    (x_labeled, y_labeled, _), (x_unlabeled, y_unlabeled, ok) = arrays["labeled"], arrays["unlabeled"]
-    keep = np.flatnonzero(ok)
-    x = _new_array(staging / "x_train.npy", (len(x_labeled) + len(keep), *x_labeled.shape[1:]))
-    x[:len(x_labeled)] = x_labeled
-    for start in range(0, len(keep), 10000):
-        x[len(x_labeled) + start:len(x_labeled) + start + 10000] = x_unlabeled[keep[start:start + 10000]]
+    """x_train.npy: the usable labeled images, then the readable unlabeled ones; y_train.npy: their labels or
+    UNLABELED."""
+    parts = [arrays["labeled"], arrays["unlabeled"]]
+    keeps = [np.flatnonzero(ok) for _, _, ok in parts]
+    x = _new_array(staging / "x_train.npy", (sum(map(len, keeps)), *parts[0][0].shape[1:]))
+    at = 0
+    for (images_, _, _), keep in zip(parts, keeps):
+        for start in range(0, len(keep), 10000):
+            chunk = keep[start:start + 10000]
+            x[at:at + len(chunk)] = images_[chunk]
+            at += len(chunk)
     x.flush()
-    np.save(staging / "y_train.npy", np.concatenate([y_labeled, y_unlabeled[keep]]))
+    np.save(staging / "y_train.npy", np.concatenate([labels[keep] for (_, labels, _), keep in zip(parts, keeps)]))
 
 
 def _new_array(path: Path, shape: tuple) -> np.ndarray:
@@ -230,8 +262,19 @@ def _decode_chunk(paths: list, shape: tuple) -> tuple[np.ndarray, list]:
     batch, errors = np.zeros((len(paths), *shape), np.uint8), []
     for i, path in enumerate(paths):
         try:
-            with _open(path, strict=False) as image:
+            with _open(path) as image:
                 batch[i] = images.to_shape(image, shape)
         except Exception as e:  # noqa: BLE001 - a bad file is reported, whatever the decoder raised
-            errors.append((i, f"{type(e).__name__}: {str(e).replace(repr(path), 'the file')}"))
+            errors.append((i, _why(path, e)))
     return batch, errors
+
+
+def _why(path: str, error: Exception) -> str:
+    """Why a file cannot be used, in the words a user acts on."""
+    if os.path.getsize(path) == 0:
+        return "an empty file (0 bytes)"
+    if isinstance(error, UnidentifiedImageError):
+        return f"not a {images.NAMES} image, or damaged in its header"
+    if isinstance(error, images.TooLarge):
+        return str(error)
+    return f"damaged ({type(error).__name__}: {str(error).replace(repr(path), 'the file')})"
