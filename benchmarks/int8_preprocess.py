@@ -29,7 +29,9 @@ def main():
     chosen = np.random.default_rng(config.seed).choice(len(dataset.x_train), 1000, replace=False)
     calibration, x_test, y_test = dataset.x_train[chosen], np.asarray(dataset.x_test), dataset.y_test
     float_classes = Classifier(run / "model.onnx").predict(x_test).classes
-    line = {"benchmark": "int8_preprocess", "run": str(args.run_dir), "test_images": len(y_test),
+    manifest = run.manifest()
+    line = {"benchmark": "int8_preprocess", "model": f"{config.iterations} iterations, {manifest['labels']} labels, "
+            f"images {manifest['dataset']['image_shape']}", "test_images": len(y_test),
             "float_accuracy": float((float_classes == y_test).mean()),
             "cpu": cpu(), "commit": commit()}
     for name, pre_process in (("without", False), ("with", True)):
