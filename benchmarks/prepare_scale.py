@@ -1,5 +1,6 @@
 """How `sgan prepare` grows with the number of unlabeled files: wall time, files per second and the peak memory of
-the whole process tree (the command and its decoding processes), cold (hashing and decoding into a fresh cache),
+the whole process tree (the command and its decoding processes; resident, and its own memory without the pages
+of memory-mapped files), cold (hashing and decoding into a fresh cache),
 warm (the same files again: hashing only) and after a kill halfway through a cold run (the time the rerun takes).
 
     python benchmarks/prepare_scale.py --out /tmp/scale --counts 10000 30000 100000
@@ -60,16 +61,17 @@ def prepare(folder: Path, cache: Path, run: Path, kill_after: float | None = Non
     started = time.perf_counter()
     process = subprocess.Popen([SGAN, "prepare", "--data", str(folder), "--run-dir", str(run)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    peak, done = 0, threading.Event()
+    peak, peak_anonymous, done = 0, 0, threading.Event()
 
     def sample():
-        nonlocal peak
+        nonlocal peak, peak_anonymous
         root = psutil.Process(process.pid)
         while not done.is_set():
             try:
                 tree = [root, *root.children(recursive=True)]
-                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-            except psutil.Error:
+                peak = max(peak, sum(p.memory_info().rss for p in tree))
+                peak_anonymous = max(peak_anonymous, sum(_anonymous(p.pid) for p in tree))
+            except (psutil.Error, OSError):
                 pass
             time.sleep(0.2)
 
@@ -82,7 +84,17 @@ def prepare(folder: Path, cache: Path, run: Path, kill_after: float | None = Non
         process.wait()
     done.set()
     sampler.join()
-    return {"s": round(time.perf_counter() - started, 1), "peak_mb": round(peak / 2**20), "rc": process.returncode}
+    return {"s": round(time.perf_counter() - started, 1), "peak_mb": round(peak / 2**20),
+            "peak_anonymous_mb": round(peak_anonymous / 2**20), "rc": process.returncode}
+
+
+def _anonymous(pid: int) -> int:
+    """Bytes of the process's own memory (RssAnon): its resident size without the pages of memory-mapped files,
+    which the kernel writes back and drops under pressure (the decoded arrays are such maps)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def main():
