@@ -4,6 +4,7 @@ no test set, class names end to end, other shapes, and labeling help (`sgan pred
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -172,6 +173,35 @@ def test_a_folder_mixing_png_jpeg_webp_avif_and_heic_prepares_with_the_same_pixe
             original = np.asarray(Image.open(folder / "labeled" / name / f"{name}{i}.{suffix}").convert("L"))
             assert decoded.std() > 10  # an image, not a blank
             np.testing.assert_allclose(decoded, original, atol=1)  # as its own decoder reads it
+
+
+def test_a_prepare_killed_while_decoding_goes_on_from_what_it_had_decoded(tmp_path):
+    """SIGKILL in the middle of decoding: the next run decodes only the rest, and the cache it makes is the one a
+    run that was never killed makes."""
+    folder = write_image_folder(tmp_path / "data", labeled_per_class=2, unlabeled=6000, test_per_class=0,
+                                size=(32, 32))
+    env = {**os.environ, "SGAN_CACHE_DIR": str(tmp_path / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen([SGAN, "prepare", "--data", str(folder), "--run-dir", str(tmp_path / "killed")],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not [p for p in (tmp_path / "cache").glob(".*.partial/unlabeled.progress.json")]:
+        assert process.poll() is None and time.monotonic() < deadline, "no decoding progress was recorded"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    progress = json.loads(next((tmp_path / "cache").glob(".*.partial/unlabeled.progress.json")).read_text())
+    assert 0 < len(progress["done"]) * 256 < 6000, progress["done"]  # killed halfway
+
+    code, out, err = sgan("prepare", "--data", folder, "--run-dir", tmp_path / "resumed", cache=tmp_path / "cache")
+    assert code == 0, err
+    assert f"decoding unlabeled (resumed at {len(progress['done']) * 256})" in err, err
+    assert not list((tmp_path / "cache").glob(".*.partial"))
+    resumed = data.load_for_manifest(json.loads((tmp_path / "resumed" / "manifest.json").read_text()))
+    code, _, err = sgan("prepare", "--data", folder, "--run-dir", tmp_path / "fresh", cache=tmp_path / "fresh-cache")
+    assert code == 0, err
+    fresh = data.load_for_manifest(json.loads((tmp_path / "fresh" / "manifest.json").read_text()))
+    np.testing.assert_array_equal(np.asarray(resumed.x_train), np.asarray(fresh.x_train))
+    np.testing.assert_array_equal(resumed.y_train, fresh.y_train)
 
 
 def test_a_test_image_that_is_also_in_training_is_reported_as_a_leak(tmp_path):

@@ -12,13 +12,14 @@ one error (with its reason; nothing is written), unless `skip_bad`: then they ar
 unlabeled file always is. The user's files are only read.
 """
 
+import fcntl
 import hashlib
 import json
 import multiprocessing
 import os
 import shutil
-import tempfile
 from collections import Counter
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
 from operator import itemgetter
 from pathlib import Path
@@ -27,9 +28,9 @@ import numpy as np
 from PIL import UnidentifiedImageError
 from tqdm import tqdm
 
-from sgan import images
+from sgan import atomic, images
 from sgan.data.dataset import UNLABELED, Dataset, validated
-from sgan.errors import UserError, writing
+from sgan.errors import UserError, no_space, writing
 
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 CACHE_FORMAT = 2  # bump when the decoding changes: old cache entries are then never read
@@ -173,63 +174,105 @@ def _entry(cache_dir: Path, digest: str, shape: tuple) -> Path:
 
 def _decode_into(entry: Path, folder: Path, listing: dict, shape: tuple, digest: str, class_names: list,
                  skip_bad: bool):
-    """Decodes every image into a staging folder renamed into place whole; errors leave nothing behind."""
+    """Decodes every image into a staging folder renamed into place whole. A bad file or a full disk leaves
+    nothing behind; a run killed while decoding leaves its staging folder, and the next run on the same files goes
+    on from the images it had decoded. One process decodes an entry; another that wants it waits, then reads it."""
     entry.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}."))
-    pool = _pool()
-    try:
-        arrays = {}
-        skipped = [{"file": file, "reason": reason, "part": part} for part, file, reason in listing["unusable"]]
-        for part in ("labeled", "test", "unlabeled"):  # the labeled and test files first: all of them judged
-            files = listing[part]
-            x = _new_array(staging / f"{part}.npy", (len(files), *shape))
-            ok = np.ones(len(files), bool)
-            chunks = [[str(folder / f) for f, _ in files[i:i + CHUNK]] for i in range(0, len(files), CHUNK)]
-            with tqdm(total=len(files), desc=f"sgan prepare: decoding {part}", unit="image", mininterval=1,
-                      disable=not files) as progress:
-                for i, (batch, errors) in enumerate(pool.map(_decode_chunk, chunks, [shape] * len(chunks))):
-                    start = i * CHUNK
-                    x[start:start + len(batch)] = batch
-                    for offset, reason in errors:
-                        ok[start + offset] = False
-                        skipped.append({"file": files[start + offset][0], "reason": reason, "part": part})
-                    progress.update(len(batch))
-            arrays[part] = (x, np.array([k for _, k in files], np.int64), ok)
-            bad = [s for s in skipped if s["part"] != "unlabeled"]
-            if part == "test" and bad and not skip_bad:
-                raise _unusable(folder, bad)
-        _, y_labeled, usable = arrays["labeled"]
-        if empty := [name for k, name in enumerate(class_names) if not np.any(y_labeled[usable] == k)]:
-            raise UserError(f"{folder / 'labeled' / empty[0]}: no usable image is left in this class")
-        readable = arrays["unlabeled"][2]
-        if not readable.any():
-            raise UserError(f"{folder / 'unlabeled'}: none of its {len(readable)} files is a readable "
-                            f"{images.NAMES} image")
-        _write_training_set(staging, arrays)
-        x_test, y_test, ok = arrays["test"]
-        if ok.all():
-            os.replace(staging / "test.npy", staging / "x_test.npy")
-        else:
-            _new_array(staging / "x_test.npy", (int(ok.sum()), *shape))[:] = x_test[ok]
-        np.save(staging / "y_test.npy", y_test[ok])
-        for part in ("labeled", "unlabeled", "test"):
-            (staging / f"{part}.npy").unlink(missing_ok=True)
-        files = [{"file": f, "sha256": listing["sha256"][f]} for part in ("labeled", "unlabeled", "test")
-                 for f, _ in listing[part]]
-        meta = {"format": CACHE_FORMAT, "source": str(folder), "listing_sha256": digest, "image_shape": list(shape),
-                "class_names": class_names, "skipped": skipped, "files": len(files)}
-        (staging / "files.json").write_text(json.dumps(files))  # every source file's SHA-256
-        kept = np.flatnonzero(readable)
-        (staging / "unlabeled.json").write_text(json.dumps([listing["unlabeled"][i][0] for i in kept]))
-        (staging / "meta.json").write_text(json.dumps(meta, indent=2))
+    with _claimed(entry) as staging:
+        if staging is None:  # made while this process waited
+            return
+        pool = _pool()
         try:
+            _decode_staged(staging, folder, listing, shape, digest, class_names, skip_bad, pool)
             os.rename(staging, entry)
-        except OSError:  # another process (a second worker on this host) finished the same entry first
-            if not (entry / "meta.json").is_file():
-                raise
-    finally:
-        pool.shutdown(cancel_futures=True)
-        shutil.rmtree(staging, ignore_errors=True)
+        except Exception as e:  # bad files and a full disk leave nothing; a crash or a kill leaves what resumes
+            if isinstance(e, UserError) or no_space(e):
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+
+@contextmanager
+def _claimed(entry: Path):
+    """`entry`'s staging folder, held by this process alone (a lock on the folder itself, so that nothing else is
+    left in the cache); None once another process has made the entry."""
+    staging = entry.parent / f".{entry.name}.partial"
+    while not (entry / "meta.json").is_file():
+        staging.mkdir(exist_ok=True)
+        handle = os.open(staging, os.O_RDONLY)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            if staging.is_dir() and os.stat(staging).st_ino == os.fstat(handle).st_ino:  # not renamed or removed
+                yield staging
+                return
+        finally:
+            os.close(handle)
+    yield None
+
+
+def _decode_staged(staging: Path, folder: Path, listing: dict, shape: tuple, digest: str, class_names: list,
+                   skip_bad: bool, pool: ProcessPoolExecutor):
+    arrays = {}
+    skipped = [{"file": file, "reason": reason, "part": part} for part, file, reason in listing["unusable"]]
+    for part in ("labeled", "test", "unlabeled"):  # the labeled and test files first: all of them judged
+        files = listing[part]
+        x, failed = _decode_part(staging, folder, part, files, shape, pool)
+        skipped += [{"file": files[i][0], "reason": reason, "part": part} for i, reason in sorted(failed.items())]
+        usable = np.ones(len(files), bool)
+        usable[list(failed)] = False
+        arrays[part] = (x, np.array([k for _, k in files], np.int64), usable)
+        bad = [s for s in skipped if s["part"] != "unlabeled"]
+        if part == "test" and bad and not skip_bad:
+            raise _unusable(folder, bad)
+    _, y_labeled, usable = arrays["labeled"]
+    if empty := [name for k, name in enumerate(class_names) if not np.any(y_labeled[usable] == k)]:
+        raise UserError(f"{folder / 'labeled' / empty[0]}: no usable image is left in this class")
+    readable = arrays["unlabeled"][2]
+    if not readable.any():
+        raise UserError(f"{folder / 'unlabeled'}: none of its {len(readable)} files is a readable "
+                        f"{images.NAMES} image")
+    _write_training_set(staging, arrays)
+    x_test, y_test, usable = arrays["test"]
+    _new_array(staging / "x_test.npy", (int(usable.sum()), *shape))[:] = x_test[usable]
+    np.save(staging / "y_test.npy", y_test[usable])
+    for part in ("labeled", "unlabeled", "test"):
+        (staging / f"{part}.npy").unlink()
+        (staging / f"{part}.progress.json").unlink(missing_ok=True)
+    files = [{"file": f, "sha256": listing["sha256"][f]} for part in ("labeled", "unlabeled", "test")
+             for f, _ in listing[part]]
+    meta = {"format": CACHE_FORMAT, "source": str(folder), "listing_sha256": digest, "image_shape": list(shape),
+            "class_names": class_names, "skipped": skipped, "files": len(files)}
+    (staging / "files.json").write_text(json.dumps(files))  # every source file's SHA-256
+    kept = np.flatnonzero(readable)
+    (staging / "unlabeled.json").write_text(json.dumps([listing["unlabeled"][i][0] for i in kept]))
+    (staging / "meta.json").write_text(json.dumps(meta, indent=2))
+
+
+def _decode_part(staging: Path, folder: Path, part: str, files: list, shape: tuple,
+                 pool: ProcessPoolExecutor) -> tuple[np.ndarray, dict]:
+    """(the part's images, memory-mapped, {index: why it could not be decoded}). Each chunk decoded is recorded
+    (its images flushed first), so a killed run's successor decodes only the rest."""
+    path, record = staging / f"{part}.npy", staging / f"{part}.progress.json"
+    state = json.loads(record.read_text()) if record.is_file() else {"done": [], "errors": {}}
+    x = np.load(path, mmap_mode="r+") if path.is_file() and state["done"] else None
+    if x is None or x.shape != (len(files), *shape):
+        x, state = _new_array(path, (len(files), *shape)), {"done": [], "errors": {}}
+    done = set(state["done"])
+    todo = [i for i in range(0, len(files), CHUNK) if i not in done]
+    chunks = [[str(folder / f) for f, _ in files[i:i + CHUNK]] for i in todo]
+    resumed = sum(min(CHUNK, len(files) - i) for i in done)
+    with tqdm(total=len(files), initial=resumed, desc=f"sgan prepare: decoding {part}"
+              + (f" (resumed at {resumed})" if resumed else ""), unit="image", mininterval=1,
+              disable=not files) as progress:
+        for start, (batch, errors) in zip(todo, pool.map(_decode_chunk, chunks, [shape] * len(chunks))):
+            x[start:start + len(batch)] = batch
+            state["errors"].update({str(start + offset): reason for offset, reason in errors})
+            state["done"].append(start)
+            progress.update(len(batch))
+            x.flush()
+            atomic.write_bytes(record, json.dumps(state).encode())
+    return x, {int(i): reason for i, reason in state["errors"].items()}
 
 
 def _write_training_set(staging: Path, arrays: dict):
