@@ -18,6 +18,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import time
 from collections import Counter
 from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
@@ -35,6 +36,7 @@ from sgan.errors import UserError, no_space, writing
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 CACHE_FORMAT = 2  # bump when the decoding changes: old cache entries are then never read
 CHUNK = 256  # files per decoding task
+RECORD_EVERY_S = 2.0  # how often the chunks decoded are recorded, for a killed prepare to go on from
 # Camera-sized photos train too slowly and need too much memory on a CPU; 32 pixels is the side of the published
 # SSL-GAN results on CIFAR-10 and SVHN (time and memory at this size: docs/benchmarks.md, Photos).
 DEFAULT_LONGER_SIDE = 32
@@ -251,8 +253,9 @@ def _decode_staged(staging: Path, folder: Path, listing: dict, shape: tuple, dig
 
 def _decode_part(staging: Path, folder: Path, part: str, files: list, shape: tuple,
                  pool: ProcessPoolExecutor) -> tuple[np.ndarray, dict]:
-    """(the part's images, memory-mapped, {index: why it could not be decoded}). Each chunk decoded is recorded
-    (its images flushed first), so a killed run's successor decodes only the rest."""
+    """(the part's images, memory-mapped, {index: why it could not be decoded}). The chunks decoded are recorded
+    (their images flushed first) after the first and then every RECORD_EVERY_S, so a killed run's successor
+    decodes only the rest."""
     path, record = staging / f"{part}.npy", staging / f"{part}.progress.json"
     state = json.loads(record.read_text()) if record.is_file() else {"done": [], "errors": {}}
     x = np.load(path, mmap_mode="r+") if path.is_file() and state["done"] else None
@@ -261,7 +264,7 @@ def _decode_part(staging: Path, folder: Path, part: str, files: list, shape: tup
     done = set(state["done"])
     todo = [i for i in range(0, len(files), CHUNK) if i not in done]
     chunks = [[str(folder / f) for f, _ in files[i:i + CHUNK]] for i in todo]
-    resumed = sum(min(CHUNK, len(files) - i) for i in done)
+    resumed, saved = sum(min(CHUNK, len(files) - i) for i in done), time.monotonic()
     with tqdm(total=len(files), initial=resumed, desc=f"sgan prepare: decoding {part}"
               + (f" (resumed at {resumed})" if resumed else ""), unit="image", mininterval=1,
               disable=not files) as progress:
@@ -270,8 +273,10 @@ def _decode_part(staging: Path, folder: Path, part: str, files: list, shape: tup
             state["errors"].update({str(start + offset): reason for offset, reason in errors})
             state["done"].append(start)
             progress.update(len(batch))
-            x.flush()
-            atomic.write_bytes(record, json.dumps(state).encode())
+            if len(state["done"]) == 1 or time.monotonic() - saved > RECORD_EVERY_S or start == todo[-1]:
+                x.flush()  # msync: the whole map, so not after every chunk
+                atomic.write_bytes(record, json.dumps(state).encode())
+                saved = time.monotonic()
     return x, {int(i): reason for i, reason in state["errors"].items()}
 
 
