@@ -4,12 +4,12 @@ no test set, class names end to end, other shapes, and labeling help (`sgan pred
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from conftest import SGAN, flow_env, synthetic_images, write_image_folder
 from PIL import Image
@@ -176,19 +176,22 @@ def test_a_folder_mixing_png_jpeg_webp_avif_and_heic_prepares_with_the_same_pixe
 
 
 def test_a_prepare_killed_while_decoding_goes_on_from_what_it_had_decoded(tmp_path):
-    """SIGKILL in the middle of decoding: the next run decodes only the rest, and the cache it makes is the one a
-    run that was never killed makes."""
+    """SIGKILL in the middle of decoding: no decoding process outlives the command, the next run decodes only the
+    rest, and the cache it makes is the one a run that was never killed makes."""
     folder = write_image_folder(tmp_path / "data", labeled_per_class=2, unlabeled=6000, test_per_class=0,
                                 size=(32, 32))
     env = {**os.environ, "SGAN_CACHE_DIR": str(tmp_path / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     process = subprocess.Popen([SGAN, "prepare", "--data", str(folder), "--run-dir", str(tmp_path / "killed")],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not [p for p in (tmp_path / "cache").glob(".*.partial/unlabeled.progress.json")]:
         assert process.poll() is None and time.monotonic() < deadline, "no decoding progress was recorded"
         time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
+    workers = psutil.Process(process.pid).children(recursive=True)
+    process.kill()  # the command alone, as `kill -9 PID` does: its decoding processes must not outlive it
     process.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert workers and not alive, alive
     progress = json.loads(next((tmp_path / "cache").glob(".*.partial/unlabeled.progress.json")).read_text())
     assert 0 < len(progress["done"]) * 256 < 6000, progress["done"]  # killed halfway
 

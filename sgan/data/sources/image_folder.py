@@ -18,6 +18,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -162,8 +163,22 @@ def _listing_digest(folder: Path, listing: dict) -> str:
 
 
 def _pool() -> ProcessPoolExecutor:
-    """Decoding on every core; spawned, not forked, since the caller may hold TensorFlow's threads."""
-    return ProcessPoolExecutor(max_workers=os.cpu_count(), mp_context=multiprocessing.get_context("spawn"))
+    """Decoding on every core; spawned, not forked, since the caller may hold TensorFlow's threads; each worker
+    dies with the process that started it, even by SIGKILL."""
+    return ProcessPoolExecutor(max_workers=os.cpu_count(), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_exit_with_parent, initargs=(os.getpid(),))
+
+
+def _exit_with_parent(parent: int):
+    """In a decoding process: leave as soon as `parent`, the process that started it, is gone (a `kill -9` of
+    `sgan prepare` would otherwise leave it waiting for work forever), even if that was before it got here."""
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _sha256(path: Path) -> str:
