@@ -56,8 +56,11 @@ def announce(source: Path):
     """One line when a models root has no `latest` yet: which version is used instead."""
     from deploy import registry
 
-    if source.is_dir() and not registry.is_version(source) and not registry.served(source)[1]:
-        print(f"{source}: no version is promoted to `latest` yet; using the newest, {registry.served(source)[0]} "
+    if not source.is_dir() or registry.is_version(source):
+        return
+    version, promoted = registry.served(source)
+    if not promoted:
+        print(f"{source}: no version is promoted to `latest` yet; using the newest, {version} "
               "(`latest` is followed once set)", file=sys.stderr)
 
 
