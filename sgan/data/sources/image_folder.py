@@ -250,8 +250,8 @@ def _decode_staged(staging: Path, folder: Path, listing: dict, shape: tuple, dig
         raise UserError(f"{folder / 'unlabeled'}: none of its {len(readable)} files is a readable "
                         f"{images.NAMES} image")
     _write_training_set(staging, arrays)
-    x_test, y_test, usable = arrays["test"]
-    _new_array(staging / "x_test.npy", (int(usable.sum()), *shape))[:] = x_test[usable]
+    rows, y_test, usable = arrays["test"]
+    _gather(staging / "x_test.npy", [(rows, np.flatnonzero(usable))])
     np.save(staging / "y_test.npy", y_test[usable])
     for part in ("labeled", "unlabeled", "test"):
         (staging / f"{part}.npy").unlink()
@@ -267,15 +267,14 @@ def _decode_staged(staging: Path, folder: Path, listing: dict, shape: tuple, dig
 
 
 def _decode_part(staging: Path, folder: Path, part: str, files: list, shape: tuple,
-                 pool: ProcessPoolExecutor) -> tuple[np.ndarray, dict]:
-    """(the part's images, memory-mapped, {index: why it could not be decoded}). The chunks decoded are recorded
-    (their images flushed first) after the first and then every RECORD_EVERY_S, so a killed run's successor
-    decodes only the rest."""
+                 pool: ProcessPoolExecutor) -> tuple["_Rows", dict]:
+    """(the part's images, {index: why it could not be decoded}). The chunks decoded are recorded (their images on
+    disk first) after the first and then every RECORD_EVERY_S, so a killed run's successor decodes only the rest."""
     path, record = staging / f"{part}.npy", staging / f"{part}.progress.json"
     state = json.loads(record.read_text()) if record.is_file() else {"done": [], "errors": {}}
-    x = np.load(path, mmap_mode="r+") if path.is_file() and state["done"] else None
+    x = _Rows.opened(path) if path.is_file() and state["done"] else None
     if x is None or x.shape != (len(files), *shape):
-        x, state = _new_array(path, (len(files), *shape)), {"done": [], "errors": {}}
+        x, state = _Rows.created(path, (len(files), *shape)), {"done": [], "errors": {}}
     done = set(state["done"])
     todo = [i for i in range(0, len(files), CHUNK) if i not in done]
     chunks = [[str(folder / f) for f, _ in files[i:i + CHUNK]] for i in todo]
@@ -284,12 +283,12 @@ def _decode_part(staging: Path, folder: Path, part: str, files: list, shape: tup
               + (f" (resumed at {resumed})" if resumed else ""), unit="image", mininterval=1,
               disable=not files) as progress:
         for start, (batch, errors) in zip(todo, pool.map(_decode_chunk, chunks, [shape] * len(chunks))):
-            x[start:start + len(batch)] = batch
+            x.write(start, batch)
             state["errors"].update({str(start + offset): reason for offset, reason in errors})
             state["done"].append(start)
             progress.update(len(batch))
             if len(state["done"]) == 1 or time.monotonic() - saved > RECORD_EVERY_S or start == todo[-1]:
-                x.flush()  # msync: the whole map, so not after every chunk
+                x.sync()
                 atomic.write_bytes(record, json.dumps(state).encode())
                 saved = time.monotonic()
     return x, {int(i): reason for i, reason in state["errors"].items()}
@@ -300,24 +299,62 @@ def _write_training_set(staging: Path, arrays: dict):
     UNLABELED."""
     parts = [arrays["labeled"], arrays["unlabeled"]]
     keeps = [np.flatnonzero(ok) for _, _, ok in parts]
-    x = _new_array(staging / "x_train.npy", (sum(map(len, keeps)), *parts[0][0].shape[1:]))
-    at = 0
-    for (images_, _, _), keep in zip(parts, keeps):
-        for start in range(0, len(keep), 10000):
-            chunk = keep[start:start + 10000]
-            x[at:at + len(chunk)] = images_[chunk]
-            at += len(chunk)
-    x.flush()
+    _gather(staging / "x_train.npy", [(rows, keep) for (rows, _, _), keep in zip(parts, keeps)])
     np.save(staging / "y_train.npy", np.concatenate([labels[keep] for (_, labels, _), keep in zip(parts, keeps)]))
 
 
-def _new_array(path: Path, shape: tuple) -> np.ndarray:
-    """A uint8 .npy memory map whose blocks are reserved now: a full disk is an error here, not a SIGBUS when a
-    page of the map is written later."""
-    x = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
-    with open(path, "r+b") as f:
-        os.posix_fallocate(f.fileno(), 0, os.path.getsize(path))
-    return x
+def _gather(path: Path, sources: list):
+    """A new .npy of the rows `keep` (sorted indices) of each `_Rows`, in order, copied a block at a time."""
+    out = _Rows.created(path, (sum(len(keep) for _, keep in sources), *sources[0][0].shape[1:]))
+    at = 0
+    for rows, keep in sources:
+        step = rows.block
+        for start in range(0, len(keep), step):
+            chunk = keep[start:start + step]
+            out.write(at, rows.read(chunk[0], chunk[-1] + 1)[chunk - chunk[0]])
+            at += len(chunk)
+    out.sync()
+
+
+class _Rows:
+    """A uint8 .npy file written and read a block of rows at a time through the file, never memory-mapped: pages
+    of a map count in the process's resident memory, so a mapped array of a million images would hold gigabytes;
+    through the file, the process holds one block at a time."""
+
+    BLOCK_BYTES = 64 * 2**20
+
+    def __init__(self, path: Path, shape: tuple, offset: int):
+        self.path, self.shape, self.offset = path, tuple(shape), offset
+        self.row = int(np.prod(self.shape[1:]))
+        self.block = max(1, self.BLOCK_BYTES // self.row)
+
+    @classmethod
+    def created(cls, path: Path, shape: tuple) -> "_Rows":
+        """Its blocks are reserved now: a full disk is an error here, not a short write later."""
+        with open(path, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": tuple(shape)})
+            offset = f.tell()
+            os.posix_fallocate(f.fileno(), 0, offset + int(np.prod(shape)))
+        return cls(path, shape, offset)
+
+    @classmethod
+    def opened(cls, path: Path) -> "_Rows":
+        x = np.load(path, mmap_mode="r")  # the header only: no page of it is read
+        return cls(path, x.shape, x.offset)
+
+    def write(self, start: int, rows: np.ndarray):
+        with open(self.path, "r+b") as f:
+            os.pwrite(f.fileno(), np.ascontiguousarray(rows, np.uint8).data, self.offset + start * self.row)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        with open(self.path, "rb") as f:
+            data = os.pread(f.fileno(), (stop - start) * self.row, self.offset + start * self.row)
+        return np.frombuffer(data, np.uint8).reshape(stop - start, *self.shape[1:])
+
+    def sync(self):
+        """On disk before the progress record says so."""
+        with open(self.path, "rb") as f:
+            os.fdatasync(f.fileno())
 
 
 def _decode_chunk(paths: list, shape: tuple) -> tuple[np.ndarray, list]:
