@@ -1,7 +1,9 @@
 """How `sgan prepare` grows with the number of unlabeled files: wall time, files per second and the peak memory of
 the whole process tree (the command and its decoding processes; resident, and its own memory without the pages
 of memory-mapped files), cold (hashing and decoding into a fresh cache),
-warm (the same files again: hashing only) and after a kill halfway through a cold run (the time the rerun takes).
+warm (the same files again: hashing only) and after a kill halfway through a cold run (the time the rerun takes);
+then `sgan train` for TRAIN_ITERATIONS iterations on the prepared images (the default preset, one worker), whose
+memory must not grow with the number of images.
 
     python benchmarks/prepare_scale.py --out /tmp/scale --counts 10000 30000 100000
 
@@ -28,6 +30,7 @@ from photos import commit, cpu, record
 
 RESULTS = Path(__file__).with_name("results") / "prepare_scale.jsonl"
 SGAN = str(Path(sys.executable).with_name("sgan"))
+TRAIN_ITERATIONS = 20
 
 
 def _write(job: tuple):
@@ -56,10 +59,14 @@ def generate(root: Path, count: int):
 
 
 def prepare(folder: Path, cache: Path, run: Path, kill_after: float | None = None) -> dict:
-    """One `sgan prepare`, its wall time and the peak resident memory summed over its process tree."""
+    return measured(["prepare", "--data", str(folder), "--run-dir", str(run)], cache, kill_after)
+
+
+def measured(arguments: list, cache: Path, kill_after: float | None = None) -> dict:
+    """One `sgan` command, its wall time and the peak resident memory summed over its process tree."""
     env = {**os.environ, "SGAN_CACHE_DIR": str(cache), "TF_CPP_MIN_LOG_LEVEL": "3"}
     started = time.perf_counter()
-    process = subprocess.Popen([SGAN, "prepare", "--data", str(folder), "--run-dir", str(run)], env=env,
+    process = subprocess.Popen([SGAN, *arguments], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     peak, peak_anonymous, done = 0, 0, threading.Event()
 
@@ -120,11 +127,13 @@ def main():
         shutil.rmtree(cache)
         killed = prepare(folder, cache, runs / "killed", kill_after=cold["s"] / 2)
         rerun = prepare(folder, cache, runs / "rerun")
+        train = measured(["train", "--run-dir", str(runs / "rerun"), "--iterations", str(TRAIN_ITERATIONS),
+                          "--workers", "1"], cache)
         files = count + 100
         record({"benchmark": "prepare_scale", "unlabeled": count, "files": files, "cpu": cpu(), "commit": here,
                 "generated_s": round(generated_s, 1), "cold": {**cold, "files_per_s": round(files / cold["s"])},
                 "warm": {**warm, "files_per_s": round(files / warm["s"])}, "killed_at_s": killed["s"],
-                "rerun_after_kill": rerun}, RESULTS)
+                "rerun_after_kill": rerun, "train": {**train, "iterations": TRAIN_ITERATIONS}}, RESULTS)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def classify(classifier, array: np.ndarray, batch_size: int = 256) -> np.ndarray
     probabilities = [np.zeros((0, len(classifier.class_names)), np.float32)]
     for start in tqdm(range(0, len(array), batch_size), desc="sgan predict", unit="batch", mininterval=1,
                       disable=len(array) <= batch_size):
-        probabilities.append(classifier.predict(array[start:start + batch_size]).probabilities)
+        probabilities.append(classifier.predict(np.asarray(array[start:start + batch_size])).probabilities)
     return np.concatenate(probabilities)
 
 
@@ -113,7 +113,7 @@ def suggest_for_run(run_dir, count: int = 32) -> tuple[list[dict], int]:
     dataset = run.dataset()
     rows = np.flatnonzero(dataset.y_train == UNLABELED)
     contiguous = len(rows) and rows[-1] - rows[0] + 1 == len(rows)
-    images = dataset.x_train[rows[0]:rows[-1] + 1] if contiguous else dataset.x_train[rows]  # a memory map stays one
+    images = dataset.x_train[rows[0]:rows[-1] + 1] if contiguous else dataset.x_train[rows]  # a slice: on disk
     cache = run.manifest()["dataset"].get("cache")  # an image folder's: it lists the unlabeled files in order
     names = json.loads((Path(cache) / "unlabeled.json").read_text()) if cache else \
         [f"x_unlabeled[{i}]" for i in range(len(rows))]

@@ -7,6 +7,7 @@ from conftest import write_idx_dataset
 
 from sgan import data
 from sgan.data import idx
+from sgan.data.rows import Rows
 from sgan.errors import UserError
 
 
@@ -186,3 +187,35 @@ def test_validation_split_is_held_out_from_labels_and_unlabeled_pool():
     with pytest.raises(UserError, match="validation=18 exceeds the 17 labeled training images outside"):
         data.split_validation(np.arange(20) % 10, labeled, 18, seed=1)
 
+
+
+def test_rows_read_through_the_file_as_numpy_indexes_an_array(tmp_path):
+    """What training, export and the labeling page ask of a prepared training set: rows by index (repeated,
+    negative, unsorted, boolean), slices as views, whole arrays; a file cut short is one error, not wrong pixels."""
+    x = np.random.default_rng(0).integers(0, 256, (1000, 5, 4, 3), dtype=np.uint8)
+    rows = Rows.created(tmp_path / "x.npy", x.shape)
+    for start in range(0, 1000, 300):
+        rows.write(start, x[start:start + 300])
+    rows.sync()
+    np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), x)  # a plain .npy file
+    rows, block = Rows.opened(tmp_path / "x.npy"), Rows.BLOCK_BYTES
+    assert (rows.shape, rows.ndim, len(rows), rows.dtype) == (x.shape, 4, 1000, np.uint8)
+    chosen = np.random.default_rng(1).integers(-1000, 1000, (7, 30))
+    for key in (chosen, [5, 5, 4, 999, 0], np.arange(1000) % 3 == 0, np.array([], np.int64), 17, -1):
+        np.testing.assert_array_equal(rows[key], x[key])
+    view = rows[100:400]
+    assert isinstance(view, Rows) and view.shape == (300, 5, 4, 3)  # nothing read yet
+    np.testing.assert_array_equal(view[[0, 299, 7]], x[100:400][[0, 299, 7]])
+    np.testing.assert_array_equal(np.asarray(view), x[100:400])
+    np.testing.assert_array_equal(rows[10:900:7], x[10:900:7])
+    try:
+        Rows.BLOCK_BYTES = 1000  # reads cut into blocks of rows join up
+        np.testing.assert_array_equal(np.asarray(Rows.opened(tmp_path / "x.npy")), x)
+    finally:
+        Rows.BLOCK_BYTES = block
+    with pytest.raises(IndexError):
+        rows[[1000]]
+    with open(tmp_path / "x.npy", "r+b") as f:
+        f.truncate(rows.offset + 500 * rows.row)
+    with pytest.raises(UserError, match="shorter than its header"):
+        rows[[10, 700]]

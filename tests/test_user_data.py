@@ -16,6 +16,7 @@ from PIL import Image
 
 from sgan import data
 from sgan.data.dataset import UNLABELED
+from sgan.data.rows import Rows
 from sgan.errors import UserError
 
 
@@ -61,8 +62,9 @@ def test_image_folder_prepares_with_class_names_mixed_sizes_and_modes(tmp_path):
     assert len(files) == 82 and all(len(f["sha256"]) == 64 for f in files)
     assert _tree_digest(folder) == before  # read, never written
 
-    dataset = data.load_for_manifest(manifest)  # what training reads: the memory-mapped cache, not the files
-    assert isinstance(dataset.x_train, np.memmap) and dataset.class_names == ("cat", "dog", "frog")
+    dataset = data.load_for_manifest(manifest)  # what training reads: the cache, a batch at a time, not the files
+    assert isinstance(dataset.x_train, Rows) and dataset.class_names == ("cat", "dog", "frog")
+    np.testing.assert_array_equal(np.asarray(dataset.x_train), x)
     np.testing.assert_array_equal(np.flatnonzero(dataset.y_train != UNLABELED), manifest["indices"])
 
     code, _, err = sgan("prepare", "--data", folder, "--image-size", "20x12", "--channels", "1", "--run-dir",

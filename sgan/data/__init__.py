@@ -63,8 +63,8 @@ def test_leaks(dataset: Dataset, labeled: np.ndarray) -> dict:
     is_labeled = np.zeros(len(dataset.x_train), bool)
     is_labeled[labeled] = True
     found = {True: set(), False: set()}
-    for start in range(0, len(dataset.x_train), 10000):  # chunks: a memory-mapped training set stays on disk
-        chunk = content_digests(dataset.x_train[start:start + 10000])
+    for start in range(0, len(dataset.x_train), 10000):  # chunks: a training set read from its file stays there
+        chunk = content_digests(np.asarray(dataset.x_train[start:start + 10000]))
         for digest, in_labeled in zip(chunk, is_labeled[start:start + 10000]):
             if digest in test:
                 found[bool(in_labeled)].add(digest)
@@ -189,7 +189,7 @@ def batches(x, y, members: np.ndarray, batch_size: int, seed: int, stream: int, 
             size: int = 1, balanced_classes: int = 0):
     """Infinite tf.data stream of scaled (images, labels) batches from the rows `members` of `x`, drawn by
     `batch_indices` (or `balanced_batch_indices` over `balanced_classes` classes). Rows are gathered batch by
-    batch, so a memory-mapped `x` is read, never copied whole."""
+    batch, so `x` read from its file (sgan.data.rows) or memory-mapped is never copied whole."""
     import tensorflow as tf
 
     labels = np.zeros(len(x), np.int64) if y is None else y

@@ -13,7 +13,7 @@ UNLABELED = -1  # the label of a training image that has none
 
 @dataclass(frozen=True)
 class Dataset:
-    x_train: np.ndarray  # uint8 [N, H, W, C], every training image (possibly a read-only memory map)
+    x_train: np.ndarray  # uint8 [N, H, W, C], every training image (or sgan.data.rows.Rows: read on demand)
     y_train: np.ndarray  # int64 [N]; UNLABELED where the source gives no label
     x_test: np.ndarray  # may hold no images: then nothing can be evaluated
     y_test: np.ndarray

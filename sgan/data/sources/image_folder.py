@@ -6,8 +6,8 @@
 
 Class names are the folder names, sorted. Images of any size and mode are brought to one shape (default: the
 most common size among the labeled images, scaled down to a longer side of at most DEFAULT_LONGER_SIDE pixels
-with its aspect kept, grayscale if they all are), decoded once into a content-addressed
-cache of uint8 .npy files that training memory-maps. Every labeled or test file that cannot be used is named in
+with its aspect kept, grayscale if they all are), decoded once into a content-addressed cache of uint8 .npy files
+that training reads a batch at a time (sgan.data.rows). Every labeled or test file that cannot be used is named in
 one error (with its reason; nothing is written), unless `skip_bad`: then they are left out and listed, as a bad
 unlabeled file always is. The user's files are only read.
 """
@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from sgan import atomic, images
 from sgan.data.dataset import UNLABELED, Dataset, validated
+from sgan.data.rows import Rows
 from sgan.errors import UserError, no_space, writing
 
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
@@ -64,7 +65,7 @@ def load(folder: Path, image_size=None, channels=None, cache_dir=None, listing_s
     meta = json.loads((entry / "meta.json").read_text())
     if (bad := [s for s in meta["skipped"] if s.get("part", "unlabeled") != "unlabeled"]) and not skip_bad:
         raise _unusable(folder, bad)  # the cached entry was made with skip_bad
-    arrays = {name: np.load(entry / f"{name}.npy", mmap_mode="r") for name in ("x_train", "x_test")}
+    arrays = {"x_train": Rows.opened(entry / "x_train.npy"), "x_test": np.load(entry / "x_test.npy", mmap_mode="r")}
     arrays.update({name: np.load(entry / f"{name}.npy") for name in ("y_train", "y_test")})
     names = {"x_train": str(folder / "labeled"), "y_train": str(folder / "labeled"), "x_test": str(folder / "test"),
              "y_test": str(folder / "test")}
@@ -267,14 +268,14 @@ def _decode_staged(staging: Path, folder: Path, listing: dict, shape: tuple, dig
 
 
 def _decode_part(staging: Path, folder: Path, part: str, files: list, shape: tuple,
-                 pool: ProcessPoolExecutor) -> tuple["_Rows", dict]:
+                 pool: ProcessPoolExecutor) -> tuple["Rows", dict]:
     """(the part's images, {index: why it could not be decoded}). The chunks decoded are recorded (their images on
     disk first) after the first and then every RECORD_EVERY_S, so a killed run's successor decodes only the rest."""
     path, record = staging / f"{part}.npy", staging / f"{part}.progress.json"
     state = json.loads(record.read_text()) if record.is_file() else {"done": [], "errors": {}}
-    x = _Rows.opened(path) if path.is_file() and state["done"] else None
+    x = Rows.opened(path) if path.is_file() and state["done"] else None
     if x is None or x.shape != (len(files), *shape):
-        x, state = _Rows.created(path, (len(files), *shape)), {"done": [], "errors": {}}
+        x, state = Rows.created(path, (len(files), *shape)), {"done": [], "errors": {}}
     done = set(state["done"])
     todo = [i for i in range(0, len(files), CHUNK) if i not in done]
     chunks = [[str(folder / f) for f, _ in files[i:i + CHUNK]] for i in todo]
@@ -304,8 +305,8 @@ def _write_training_set(staging: Path, arrays: dict):
 
 
 def _gather(path: Path, sources: list):
-    """A new .npy of the rows `keep` (sorted indices) of each `_Rows`, in order, copied a block at a time."""
-    out = _Rows.created(path, (sum(len(keep) for _, keep in sources), *sources[0][0].shape[1:]))
+    """A new .npy of the rows `keep` (sorted indices) of each `Rows`, in order, copied a block at a time."""
+    out = Rows.created(path, (sum(len(keep) for _, keep in sources), *sources[0][0].shape[1:]))
     at = 0
     for rows, keep in sources:
         step = rows.block
@@ -314,47 +315,6 @@ def _gather(path: Path, sources: list):
             out.write(at, rows.read(chunk[0], chunk[-1] + 1)[chunk - chunk[0]])
             at += len(chunk)
     out.sync()
-
-
-class _Rows:
-    """A uint8 .npy file written and read a block of rows at a time through the file, never memory-mapped: pages
-    of a map count in the process's resident memory, so a mapped array of a million images would hold gigabytes;
-    through the file, the process holds one block at a time."""
-
-    BLOCK_BYTES = 64 * 2**20
-
-    def __init__(self, path: Path, shape: tuple, offset: int):
-        self.path, self.shape, self.offset = path, tuple(shape), offset
-        self.row = int(np.prod(self.shape[1:]))
-        self.block = max(1, self.BLOCK_BYTES // self.row)
-
-    @classmethod
-    def created(cls, path: Path, shape: tuple) -> "_Rows":
-        """Its blocks are reserved now: a full disk is an error here, not a short write later."""
-        with open(path, "wb") as f:
-            np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": tuple(shape)})
-            offset = f.tell()
-            os.posix_fallocate(f.fileno(), 0, offset + int(np.prod(shape)))
-        return cls(path, shape, offset)
-
-    @classmethod
-    def opened(cls, path: Path) -> "_Rows":
-        x = np.load(path, mmap_mode="r")  # the header only: no page of it is read
-        return cls(path, x.shape, x.offset)
-
-    def write(self, start: int, rows: np.ndarray):
-        with open(self.path, "r+b") as f:
-            os.pwrite(f.fileno(), np.ascontiguousarray(rows, np.uint8).data, self.offset + start * self.row)
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        with open(self.path, "rb") as f:
-            data = os.pread(f.fileno(), (stop - start) * self.row, self.offset + start * self.row)
-        return np.frombuffer(data, np.uint8).reshape(stop - start, *self.shape[1:])
-
-    def sync(self):
-        """On disk before the progress record says so."""
-        with open(self.path, "rb") as f:
-            os.fdatasync(f.fileno())
 
 
 def _decode_chunk(paths: list, shape: tuple) -> tuple[np.ndarray, list]:
