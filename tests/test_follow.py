@@ -48,10 +48,11 @@ def _samples(url) -> dict:
 
 
 class Load:
-    """Client threads posting one image at a time, each keeping (time, status or error, version) per request."""
+    """Client threads posting one image at a time, each keeping (time, status or error, version) per request; with
+    `pause`, each waits that long between its requests (a steady load that leaves the CPUs to other work)."""
 
-    def __init__(self, url, image):
-        self.stop, self.seen = threading.Event(), [[] for _ in range(CLIENTS)]
+    def __init__(self, url, image, pause=0.0):
+        self.stop, self.seen, self.pause = threading.Event(), [[] for _ in range(CLIENTS)], pause
         body = json.dumps({"images": [image.tolist()]})
         self.threads = [threading.Thread(target=self._client, args=(url, body, log)) for log in self.seen]
         for thread in self.threads:
@@ -67,6 +68,7 @@ class Load:
                                 r.json().get("model_version")))
                 except httpx.HTTPError as e:
                     log.append((time.monotonic(), repr(e), None, None))
+                self.stop.wait(self.pause)
 
     def finish(self) -> list:
         self.stop.set()

@@ -116,10 +116,11 @@ def test_the_gpu_check_starts_one_worker_per_gpu_and_reports_its_device_precisio
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).with_name("gpu_stand_in")), "SGAN_TEST_GPUS": "2",
            "SGAN_TEST_GPU_LOG": str(tmp_path / "gpus.jsonl"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run([sys.executable, ROOT / "benchmarks" / "gpu_check.py", "--steps", "2", "--warmup", "1",
-                           "--results", tmp_path / "r.jsonl"], capture_output=True, text=True, env=env, timeout=600)
+                           "--batch-size", "8", "--results", tmp_path / "r.jsonl"],
+                          capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     line = json.loads((tmp_path / "r.jsonl").read_text())
-    assert line["gpus"] == 2 and line["checked"] and line["one_gpu_each"]
+    assert line["gpus"] == 2 and line["checked"] and line["one_gpu_each"] and line["batch_size"] == 8
     assert [w["device"] for w in line["workers"]] == ["GPU 0", "GPU 1"]
     assert all(w["precision"] == "fp16" and w["policy"] == "mixed_float16" for w in line["workers"])
     assert all(w["loss_scale"] > 0 and w["iterations_per_s"] > 0 for w in line["workers"])
