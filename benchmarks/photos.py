@@ -6,8 +6,9 @@
 The folder: `labeled/<class>/` (labels / 10 per class, drawn with seed 0), `unlabeled/` (every other training
 image) and `test/<class>/`, as PNG files. For each label count, one JSON line: the flow's test accuracy, its
 supervised-only baseline's, logistic regression on the labeled images' raw pixels, whether `latest` moved to the
-new model, the flow's wall time, the training iterations the time budget chose, the largest process's peak memory
-and the CPU. Lines are appended to --results; a label count already recorded there is skipped.
+new model, the flow's wall time, the training iterations the time budget chose, what the pseudo-labels taught
+(the fraction of unlabeled images above the threshold, their accuracy on the validation split), the largest
+process's peak memory and the CPU. Lines are appended to --results; a label count already recorded there is skipped.
 """
 
 import argparse
@@ -116,7 +117,23 @@ def run_flow(folder: Path, out: Path) -> dict:
             "published_as_latest": latest.is_dir() and (latest / "metrics.json").read_text()
             == (run / "metrics.json").read_text(),
             "iterations": config["iterations"], "architecture": config["architecture"],
-            "augment": config["augment"], "train_s": history[-1]["seconds"]}
+            "augment": config["augment"], "train_s": history[-1]["seconds"], **pseudo_label_signal(history)}
+
+
+def pseudo_label_signal(history: list) -> dict:
+    """What the unlabeled images taught: the fraction of unlabeled batches above the threshold (over the run and
+    at its end), the mean confidence at the end, and on the validation split at the last evaluation the pseudo-labels'
+    accuracy and that of the predictions left out."""
+    taught = [r for r in history if "pseudo_label_rate" in r]
+    if not taught:
+        return {}
+    evaluated = [r for r in history if "validation_pseudo_label_rate" in r]
+    last = {k[len("validation_"):]: round(v, 4) for k, v in (evaluated[-1] if evaluated else {}).items()
+            if k.startswith(("validation_pseudo", "validation_left_out"))}
+    return {"pseudo_label_rate_mean": round(float(np.mean([r["pseudo_label_rate"] for r in taught])), 4),
+            "pseudo_label_rate_last": round(taught[-1]["pseudo_label_rate"], 4),
+            "pseudo_label_confidence_last": round(taught[-1]["pseudo_label_confidence"], 4),
+            "validation": last}
 
 
 def main():

@@ -116,6 +116,33 @@ def test_pseudo_label_loss_counts_only_confident_predictions_and_never_moves_the
     assert losses.pseudo_label_loss(teacher, student, threshold=1.0).numpy() == 0.0
 
 
+def test_the_pseudo_label_signal_is_the_fraction_that_teaches_and_the_mean_confidence():
+    teacher = tf.constant([[10.0, 0.0, 0.0], [0.1, 0.0, 0.0]])  # confident class 0; unsure
+    confidence = [np.exp(10) / (np.exp(10) + 2), np.exp(0.1) / (np.exp(0.1) + 2)]
+    signal = losses.pseudo_label_signal(teacher, threshold=0.95)
+    assert signal["pseudo_label_rate"].numpy() == 0.5
+    np.testing.assert_allclose(signal["pseudo_label_confidence"].numpy(), np.mean(confidence), rtol=1e-6)
+    assert losses.pseudo_label_signal(teacher, threshold=0.3)["pseudo_label_rate"].numpy() == 1.0
+    assert losses.pseudo_label_signal(tf.cast(teacher, tf.float16), threshold=1.0)["pseudo_label_rate"].numpy() == 0.0
+
+
+def test_pseudo_label_quality_splits_validation_accuracy_by_confidence():
+    from sgan.evaluation.evaluate import pseudo_label_quality
+
+    logits = np.array([[9, 0, 0], [0, 9, 0], [0, 9, 0], [1, 0, 0], [0, 0, 1]], np.float32)  # 3 confident, 2 not
+    labels = np.array([0, 1, 2, 0, 1])
+
+    def teacher(images, training):
+        assert not training
+        return tf.constant(logits[: len(images)])
+
+    quality = pseudo_label_quality(teacher, np.zeros((5, 4, 4, 1), np.uint8), labels, threshold=0.95)
+    assert quality == {"validation_pseudo_label_rate": 0.6, "validation_pseudo_label_accuracy": pytest.approx(2 / 3),
+                       "validation_left_out_accuracy": 0.5}
+    assert "validation_pseudo_label_accuracy" not in pseudo_label_quality(teacher, np.zeros((5, 4, 4, 1), np.uint8),
+                                                                          labels, threshold=1.0)
+
+
 def test_gaussian_noise_is_gaussian_with_its_stddev_fresh_each_call_and_off_at_inference(tmp_path):
     import keras
 

@@ -55,6 +55,9 @@ def test_resume_continues_the_step_counter_and_matches_an_uninterrupted_run(tiny
     history = json.loads((interrupted_dir / "history.json").read_text())
     assert [r["step"] for r in history] == [1, 2, 3, 4, 5, 6]
     assert [r["step"] for r in history if "validation_accuracy" in r] == ([3, 6] if config.validation else [])
+    if config.pseudo_label_weight:  # what the unlabeled images' pseudo-labels teach, at every step and evaluation
+        assert all(0 <= r["pseudo_label_rate"] <= 1 and 0 < r["pseudo_label_confidence"] <= 1 for r in history)
+        assert [r["step"] for r in history if "validation_pseudo_label_rate" in r] == [3, 6]
     assert all(r["seconds"] >= 0 for r in history) and history[-1]["seconds"] >= history[0]["seconds"]
     for a, b in zip(_weights(uninterrupted), _weights(resumed)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -23,6 +23,21 @@ def accuracy(discriminator, images: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(predict_classes(discriminator, images) == labels))
 
 
+def pseudo_label_quality(discriminator, images: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
+    """Where labels are known (the validation split): the fraction of predictions confident enough to teach as
+    pseudo-labels, how often those are right, and how often the ones left out are."""
+    probabilities = np.concatenate([
+        tf.nn.softmax(tf.cast(discriminator(batch, training=False), tf.float32)).numpy()
+        for batch in data.test_batches(images, 1000)])
+    confident, right = probabilities.max(axis=-1) >= threshold, probabilities.argmax(axis=-1) == labels
+    quality = {"validation_pseudo_label_rate": float(confident.mean())}
+    if confident.any():
+        quality["validation_pseudo_label_accuracy"] = float(right[confident].mean())
+    if not confident.all():
+        quality["validation_left_out_accuracy"] = float(right[~confident].mean())
+    return quality
+
+
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
     """Rows are true classes, columns predicted classes."""
     return np.bincount(labels * num_classes + predictions, minlength=num_classes**2).reshape(num_classes, num_classes)

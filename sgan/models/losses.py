@@ -48,3 +48,11 @@ def pseudo_label_loss(teacher_logits, student_logits, threshold: float):
     targets = tf.argmax(probabilities, axis=-1)
     cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=student_logits)
     return tf.reduce_mean(confident * cross_entropy)
+
+
+def pseudo_label_signal(teacher_logits, threshold: float) -> dict:
+    """How much the pseudo-label term teaches: the fraction of the unlabeled batch at least `threshold` confident
+    (the images it teaches from) and the mean confidence. A threshold the model never reaches is silent."""
+    confidence = tf.reduce_max(tf.nn.softmax(tf.cast(tf.stop_gradient(teacher_logits), tf.float32)), axis=-1)
+    return {"pseudo_label_rate": tf.reduce_mean(tf.cast(confidence >= threshold, tf.float32)),
+            "pseudo_label_confidence": tf.reduce_mean(confidence)}

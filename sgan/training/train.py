@@ -31,15 +31,19 @@ from sgan.data import augment
 from sgan.data.dataset import Dataset
 from sgan.distributed import horovod as distributed
 from sgan.errors import UserError, writing
-from sgan.evaluation.evaluate import accuracy, load_history
+from sgan.evaluation.evaluate import accuracy, load_history, pseudo_label_quality
 from sgan.models import precision
-from sgan.models.losses import (feature_matching_loss, generator_loss, pseudo_label_loss, supervised_loss,
-                                unsupervised_loss)
+from sgan.models.losses import (feature_matching_loss, generator_loss, pseudo_label_loss, pseudo_label_signal,
+                                supervised_loss, unsupervised_loss)
 from sgan.models.networks import build_discriminator, build_generator, initialize_from_data, with_features
 from sgan.training import warm
 from sgan.training.budget import Budget
 
 LABELED_STREAM, UNLABELED_STREAM = 0, 1
+# Recorded in history.json and TensorBoard, left off the progress bar's line: the pseudo-labels' quality on the
+# validation split (sgan.evaluation.evaluate.pseudo_label_quality).
+NOT_IN_PROGRESS = ("step", "seconds", "validation_pseudo_label_rate", "validation_pseudo_label_accuracy",
+                   "validation_left_out_accuracy")
 INIT_SIZE = 500  # unlabeled images for the data-dependent initialisation of weight-normalised layers
 
 
@@ -173,8 +177,8 @@ def make_train_step(sgan: SGAN, config: TrainConfig, dist: distributed.Distribut
 
     def worker_state(losses):
         """What each worker holds on its own and all must agree on: BatchNorm's moving statistics (after this
-        step's forward passes), and the losses to report."""
-        return [v.value for v in moving_statistics] + list(losses) if dist.size > 1 else []
+        step's forward passes), and the losses (and signals) to report."""
+        return [v.value for v in moving_statistics] + list(losses.values()) if dist.size > 1 else []
 
     def reference_updates(labeled_x, labeled_y, unlabeled_x, key):
         with tf.GradientTape() as tape:
@@ -190,7 +194,7 @@ def make_train_step(sgan: SGAN, config: TrainConfig, dist: distributed.Distribut
 
         with tf.GradientTape() as tape:
             l_generator = generator_loss(discriminator(generator(noise(key, 1), training=True), training=True))
-        losses = (l_supervised, l_unsupervised, l_generator)
+        losses = {"supervised": l_supervised, "unsupervised": l_unsupervised, "generator": l_generator}
         return descend(dist, [(optimizers["generator"], tape, l_generator, generator.trainable_variables)],
                        worker_state(losses)), losses
 
@@ -231,7 +235,9 @@ def make_train_step(sgan: SGAN, config: TrainConfig, dist: distributed.Distribut
         updates = [(optimizers["discriminator"], tape, l_discriminator, discriminator.trainable_variables)]
         if config.gan:
             updates.append((optimizers["generator"], tape, l_generator, generator.trainable_variables))
-        losses = (l_supervised, l_unsupervised, l_generator)
+        losses = {"supervised": l_supervised, "unsupervised": l_unsupervised, "generator": l_generator}
+        if config.pseudo_label_weight:
+            losses.update(pseudo_label_signal(logits[1], config.pseudo_label_threshold))
         return descend(dist, updates, worker_state(losses)), losses
 
     updates = reference_updates
@@ -248,10 +254,10 @@ def make_train_step(sgan: SGAN, config: TrainConfig, dist: distributed.Distribut
         if state:  # averaged across workers
             for variable, average in zip(moving_statistics, state):
                 variable.assign(average)
-            losses = state[len(moving_statistics):]
+            losses = dict(zip(losses, state[len(moving_statistics):]))
         for average, variable in averaged_pairs:
             average.assign(config.ema_decay * average + (1.0 - config.ema_decay) * variable)
-        return dict(zip(("supervised", "unsupervised", "generator"), losses))
+        return losses
 
     return train_step
 
@@ -346,8 +352,11 @@ def train(config: TrainConfig, dataset: Dataset, labeled: np.ndarray, run_dir, d
                 record["seconds"] = round(seconds_before + time.perf_counter() - started, 1)  # training wall time
                 if len(validation) and (done % config.eval_every == 0 or done == iterations):
                     record["validation_accuracy"] = accuracy(sgan.classifier, validation_x, validation_y)
+                    if config.pseudo_label_weight:  # the teacher's pseudo-labels where their labels are known
+                        record.update(pseudo_label_quality(sgan.discriminator, validation_x, validation_y,
+                                                           config.pseudo_label_threshold))
                 history.append(record)
-                progress.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k not in ("step", "seconds")})
+                progress.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k not in NOT_IN_PROGRESS})
                 with writer.as_default(step=done):
                     for name, value in record.items():
                         if name not in ("step", "seconds"):
