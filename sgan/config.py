@@ -9,6 +9,7 @@ PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 ALGORITHMS = ("reference", "feature_matching")
 ARCHITECTURES = ("conv", "mlp", "wn-conv", "conv-gap", "auto")  # see sgan.models.networks; auto: see for_images
 AUGMENTATIONS = ("shifts", "photos", "auto")  # see sgan.data.augment; auto: see for_images
+PSEUDO_LABEL_MASKS = ("threshold", "adaptive", "soft")  # see sgan.models.pseudo_labels
 POSITIVE = ("iterations", "batch_size", "learning_rate", "z_dim", "checkpoint_every", "log_every", "eval_every")
 
 
@@ -39,6 +40,9 @@ class TrainConfig:
     validation: int = 0  # training images held out (unlabeled and unused) to watch accuracy during training
     pseudo_label_weight: float = 0.0  # > 0: FixMatch term on unlabeled images (feature_matching; sgan.models.losses)
     pseudo_label_threshold: float = 0.95  # ... counting only predictions at least this confident
+    pseudo_label_mask: str = "threshold"  # ... that confident (threshold) | FreeMatch's adaptive threshold
+    # (adaptive) | SoftMatch's Gaussian weight on confidence (soft): sgan.models.pseudo_labels
+    distribution_alignment: bool = False  # ... on probabilities divided by their running class means (ReMixMatch)
     max_shift: int = 2  # ... whose targets are learnt on copies shifted by up to this many pixels
     augment: str = "shifts"  # shifts (digits) | photos (flips, shifts, colour, cut-out) | auto (by shape): augment.py
     warm_start: str = ""  # a trained model's folder whose weights the run starts from (sgan.training.warm)
@@ -70,9 +74,12 @@ class TrainConfig:
         if not self.gan and self.algorithm != "feature_matching":
             raise UserError("gan=False needs algorithm='feature_matching'")
         for name, allowed in (("algorithm", ALGORITHMS), ("architecture", ARCHITECTURES),
-                              ("augment", AUGMENTATIONS)):
+                              ("augment", AUGMENTATIONS), ("pseudo_label_mask", PSEUDO_LABEL_MASKS)):
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name}={getattr(self, name)!r} must be one of {', '.join(allowed)}")
+        if not self.pseudo_label_weight and (self.pseudo_label_mask != "threshold" or self.distribution_alignment):
+            raise UserError(f"pseudo_label_mask={self.pseudo_label_mask!r} and distribution_alignment="
+                            f"{self.distribution_alignment} shape the pseudo-labels: they need pseudo_label_weight > 0")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

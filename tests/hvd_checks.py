@@ -16,6 +16,7 @@ from sgan import data
 from sgan.config import TrainConfig
 from sgan.distributed import horovod as distributed
 from sgan.models.networks import FEATURES
+from sgan.models.pseudo_labels import Teacher
 from sgan.training.train import SGAN, descend, make_train_step, train
 
 data_dir, run_dir, result_path = map(Path, sys.argv[1:4])
@@ -38,13 +39,13 @@ results["weights_max_abs_diff"] = float(np.abs(gathered[0] - gathered[1]).max())
 
 
 # 2. Without BatchNorm or dropout, 2 workers x batch b make the same updates as 1 worker x batch 2b.
-def dense_sgan(z_dim, updates=("supervised", "unsupervised", "generator")):
+def dense_sgan(z_dim, updates=("supervised", "unsupervised", "generator"), teacher=None):
     keras.utils.set_random_seed(0)
     generator = keras.Sequential([keras.Input((z_dim,)), keras.layers.Dense(28 * 28, activation="tanh"),
                                   keras.layers.Reshape((28, 28, 1))], name="generator")
     discriminator = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
                                       keras.layers.Dense(32, activation="relu", name=FEATURES), keras.layers.Dense(10)])
-    sgan = SGAN(generator, discriminator, {name: keras.optimizers.Adam(1e-2) for name in updates})
+    sgan = SGAN(generator, discriminator, {name: keras.optimizers.Adam(1e-2) for name in updates}, teacher=teacher)
     for name, optimizer in sgan.optimizers.items():
         optimizer.build((generator if name == "generator" else discriminator).trainable_variables)
     return sgan
@@ -68,16 +69,20 @@ results["dense_weights_moved"] = float(tf.reduce_max(tf.abs(
     flat(two_workers.discriminator.trainable_variables) - flat(initial.discriminator.trainable_variables))))
 
 # ... and so does the discriminator's update under feature matching with pseudo-labels on shifted images (each
-# worker shifts its slice of the global batch as one worker would). A threshold of 0.1 makes every prediction
-# count. The generator's feature matching compares batch means, so its update is per worker, not global.
-fixmatch = dict(z_dim=16, algorithm="feature_matching", pseudo_label_weight=1.0, pseudo_label_threshold=0.1)
-two_workers, one_worker = (dense_sgan(16, ("discriminator", "generator")) for _ in range(2))
+# worker shifts its slice of the global batch as one worker would), with FreeMatch's adaptive threshold and
+# distribution alignment, whose running statistics both hold the same. The generator's feature matching compares
+# batch means, so its update is per worker, not global.
+fixmatch = dict(z_dim=16, algorithm="feature_matching", pseudo_label_weight=1.0, pseudo_label_mask="adaptive",
+                distribution_alignment=True)
+two_workers, one_worker = (dense_sgan(16, ("discriminator", "generator"), Teacher(10, "adaptive", align=True))
+                           for _ in range(2))
 step_two = make_train_step(two_workers, TrainConfig(batch_size=b, **fixmatch), dist)
 step_one = make_train_step(one_worker, TrainConfig(batch_size=2 * b, **fixmatch), distributed.Distribution())
 mine = slice(dist.rank * b, (dist.rank + 1) * b)
 step_two(labeled_x[mine], labeled_y[mine], unlabeled_x[mine], tf.constant(0, tf.int64))
 step_one(labeled_x[:2 * b], labeled_y[:2 * b], unlabeled_x[:2 * b], tf.constant(0, tf.int64))
-difference = flat(two_workers.discriminator.variables) - flat(one_worker.discriminator.variables)
+difference = flat(two_workers.discriminator.variables + [two_workers.teacher.confidence, two_workers.teacher.classes]) \
+    - flat(one_worker.discriminator.variables + [one_worker.teacher.confidence, one_worker.teacher.classes])
 results["pseudo_label_two_vs_one_worker_max_abs_diff"] = float(tf.reduce_max(tf.abs(difference)))
 
 # 3. fp16 loss scaling: an inf on rank 1 alone makes both workers skip the step and halve the scale.

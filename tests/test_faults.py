@@ -66,6 +66,11 @@ def test_another_configuration_is_refused_before_restoring_and_iterations_may_ch
     assert json.loads((trained / "config.json").read_text())["architecture"] == "conv"  # nothing rewritten
     result = sgan("train", "--run-dir", trained, "--iterations", 32, *TRAIN[:-1], 16)  # other length and interval
     assert result.returncode == 0 and "from iteration 30" in result.stdout, result.stderr[-2000:]
+    config = json.loads((trained / "config.json").read_text())
+    (trained / "config.json").write_text(json.dumps({k: v for k, v in config.items()  # settings added later
+                                                     if k not in ("pseudo_label_mask", "distribution_alignment")}))
+    result = sgan("train", "--run-dir", trained, "--iterations", 34, *TRAIN)  # missing: their defaults
+    assert result.returncode == 0 and "from iteration 32" in result.stdout, result.stderr[-2000:]
 
 
 def test_a_damaged_saved_model_is_one_line_for_evaluate_and_export(trained):

@@ -9,6 +9,7 @@ from sgan.errors import UserError
 from sgan.models import losses
 from sgan.models.networks import (build_discriminator, build_generator, class_probabilities, initialize_from_data,
                                   real_probability, with_features)
+from sgan.models.pseudo_labels import Teacher
 
 
 @pytest.mark.parametrize("architecture", ["conv", "mlp", "wn-conv", "conv-gap"])
@@ -107,40 +108,74 @@ def test_pseudo_label_loss_counts_only_confident_predictions_and_never_moves_the
     student = tf.Variable([[0.0, 2.0, 0.0], [0.0, 0.0, 5.0]])
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(teacher)
-        loss = losses.pseudo_label_loss(teacher, student, threshold=0.95)
+        loss = losses.pseudo_label_loss(*Teacher(3, threshold=0.95)(teacher)[:2], student)
     # Only row 0 counts, with target 0: its cross-entropy, averaged over both rows.
     expected = -np.log(np.exp(0.0) / (np.exp(0.0) + np.exp(2.0) + 1.0)) / 2
     np.testing.assert_allclose(loss.numpy(), expected, rtol=1e-6)
     assert tape.gradient(loss, teacher) is None
     np.testing.assert_array_equal(tape.gradient(loss, student).numpy()[1], 0.0)
-    assert losses.pseudo_label_loss(teacher, student, threshold=1.0).numpy() == 0.0
+    assert losses.pseudo_label_loss(*Teacher(3, threshold=1.0)(teacher)[:2], student).numpy() == 0.0
 
 
-def test_the_pseudo_label_signal_is_the_fraction_that_teaches_and_the_mean_confidence():
-    teacher = tf.constant([[10.0, 0.0, 0.0], [0.1, 0.0, 0.0]])  # confident class 0; unsure
-    confidence = [np.exp(10) / (np.exp(10) + 2), np.exp(0.1) / (np.exp(0.1) + 2)]
-    signal = losses.pseudo_label_signal(teacher, threshold=0.95)
-    assert signal["pseudo_label_rate"].numpy() == 0.5
-    np.testing.assert_allclose(signal["pseudo_label_confidence"].numpy(), np.mean(confidence), rtol=1e-6)
-    assert losses.pseudo_label_signal(teacher, threshold=0.3)["pseudo_label_rate"].numpy() == 1.0
-    assert losses.pseudo_label_signal(tf.cast(teacher, tf.float16), threshold=1.0)["pseudo_label_rate"].numpy() == 0.0
+def test_the_teachers_threshold_adaptive_soft_and_aligned():
+    logits = tf.constant([[10.0, 0.0, 0.0], [0.1, 0.0, 0.0]])  # confident class 0; unsure
+    top = np.array([np.exp(10) / (np.exp(10) + 2), np.exp(0.1) / (np.exp(0.1) + 2)])
+    targets, weights, confidence = Teacher(3, threshold=0.95)(logits)
+    assert targets.numpy().tolist() == [0, 0] and weights.numpy().tolist() == [1.0, 0.0]
+    np.testing.assert_allclose(confidence.numpy(), top, rtol=1e-6)
+
+    adaptive = Teacher(3, "adaptive")  # FreeMatch starts at 1/C: the unsure prediction (0.36) teaches too
+    assert adaptive(logits)[1].numpy().tolist() == [1.0, 1.0]
+    np.testing.assert_allclose(adaptive.confidence.numpy(), 0.999 / 3 + 0.001 * top.mean(), rtol=1e-6)
+    np.testing.assert_allclose(adaptive.classes.numpy()[1], 0.999 / 3 + 0.001 * (1 / (np.exp(10) + 2) + 1 / (
+        np.exp(0.1) + 2)) / 2, rtol=1e-6)
+    adaptive.confidence.assign(0.5)  # a running mean of 0.5: only the confident one passes
+    assert adaptive(logits, update=False)[1].numpy().tolist() == [1.0, 0.0]
+    adaptive.classes.assign([0.8, 0.1, 0.1])  # class 0, predicted most, keeps the whole bar; a rare class a lower one
+    assert adaptive(tf.constant([[0.0, 0.1, 0.0]]), update=False)[1].numpy().tolist() == [1.0]
+
+    soft = Teacher(3, "soft")
+    soft.confidence.assign(0.9)
+    soft.spread.assign(0.01)  # weight 1 at or above the mean, Gaussian below it with 2 sigmas = 0.2
+    np.testing.assert_allclose(soft(logits, update=False)[1].numpy(),
+                               [1.0, np.exp(-(top[1] - 0.9) ** 2 / (2 * 0.01 / 4))], rtol=1e-5)
+
+    aligned = Teacher(3, threshold=0.5, align=True)  # a model that predicts class 0 four times too often
+    aligned.classes.assign([0.8, 0.1, 0.1])
+    targets, weights, confidence = aligned(tf.math.log(tf.constant([[0.5, 0.3, 0.2]])), update=False)
+    assert targets.numpy().tolist() == [1] and weights.numpy().tolist() == [1.0]  # 0.625 : 3 : 2, normalised
+    np.testing.assert_allclose(confidence.numpy(), [3 / 5.625], rtol=1e-6)
 
 
-def test_pseudo_label_quality_splits_validation_accuracy_by_confidence():
+def test_pseudo_label_settings_that_contradict_each_other_are_refused():
+    with pytest.raises(UserError, match="pseudo_label_mask='often' must be one of threshold, adaptive, soft"):
+        preset("improved", pseudo_label_mask="often")
+    with pytest.raises(UserError, match="they need pseudo_label_weight > 0"):
+        preset("improved", pseudo_label_weight=0.0, pseudo_label_mask="soft")
+    with pytest.raises(UserError, match="they need pseudo_label_weight > 0"):
+        preset("improved", pseudo_label_weight=0.0, distribution_alignment=True)
+
+
+def test_pseudo_label_quality_splits_validation_accuracy_by_what_would_teach():
     from sgan.evaluation.evaluate import pseudo_label_quality
 
     logits = np.array([[9, 0, 0], [0, 9, 0], [0, 9, 0], [1, 0, 0], [0, 0, 1]], np.float32)  # 3 confident, 2 not
     labels = np.array([0, 1, 2, 0, 1])
 
-    def teacher(images, training):
+    def discriminator(images, training):
         assert not training
         return tf.constant(logits[: len(images)])
 
-    quality = pseudo_label_quality(teacher, np.zeros((5, 4, 4, 1), np.uint8), labels, threshold=0.95)
-    assert quality == {"validation_pseudo_label_rate": 0.6, "validation_pseudo_label_accuracy": pytest.approx(2 / 3),
-                       "validation_left_out_accuracy": 0.5}
-    assert "validation_pseudo_label_accuracy" not in pseudo_label_quality(teacher, np.zeros((5, 4, 4, 1), np.uint8),
-                                                                          labels, threshold=1.0)
+    images = np.zeros((5, 4, 4, 1), np.uint8)
+    teacher = Teacher(3, threshold=0.95)
+    assert pseudo_label_quality(discriminator, images, labels, teacher) == {
+        "validation_pseudo_label_rate": pytest.approx(0.6), "validation_pseudo_label_accuracy": pytest.approx(2 / 3),
+        "validation_left_out_accuracy": 0.5}
+    assert "validation_pseudo_label_accuracy" not in pseudo_label_quality(discriminator, images, labels,
+                                                                          Teacher(3, threshold=1.0))
+    adaptive = Teacher(3, "adaptive")
+    pseudo_label_quality(discriminator, images, labels, adaptive)
+    assert adaptive.confidence.numpy() == np.float32(1 / 3)  # read, not updated
 
 
 def test_gaussian_noise_is_gaussian_with_its_stddev_fresh_each_call_and_off_at_inference(tmp_path):

@@ -40,7 +40,8 @@ def _weights(sgan):
     return [v.numpy() for v in sgan.variables()]
 
 
-@pytest.mark.parametrize("config", [TINY, TINY_IMPROVED], ids=["seed", "improved"])
+@pytest.mark.parametrize("config", [TINY, TINY_IMPROVED, dataclasses.replace(
+    TINY_IMPROVED, pseudo_label_mask="adaptive", distribution_alignment=True)], ids=["seed", "improved", "adaptive"])
 def test_resume_continues_the_step_counter_and_matches_an_uninterrupted_run(tiny, tmp_path, config):
     dataset, labeled = tiny
     uninterrupted = train(config, dataset, labeled, tmp_path / "a")

@@ -23,18 +23,18 @@ def accuracy(discriminator, images: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(predict_classes(discriminator, images) == labels))
 
 
-def pseudo_label_quality(discriminator, images: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
-    """Where labels are known (the validation split): the fraction of predictions confident enough to teach as
-    pseudo-labels, how often those are right, and how often the ones left out are."""
-    probabilities = np.concatenate([
-        tf.nn.softmax(tf.cast(discriminator(batch, training=False), tf.float32)).numpy()
-        for batch in data.test_batches(images, 1000)])
-    confident, right = probabilities.max(axis=-1) >= threshold, probabilities.argmax(axis=-1) == labels
-    quality = {"validation_pseudo_label_rate": float(confident.mean())}
-    if confident.any():
-        quality["validation_pseudo_label_accuracy"] = float(right[confident].mean())
-    if not confident.all():
-        quality["validation_left_out_accuracy"] = float(right[~confident].mean())
+def pseudo_label_quality(discriminator, images: np.ndarray, labels: np.ndarray, teacher) -> dict:
+    """Where labels are known (the validation split): the share of the images that would teach as pseudo-labels
+    (the teacher's mean weight: sgan.models.pseudo_labels), how often those are right, and how often the ones left
+    out are, each weighted by the teacher's weights. The teacher's running statistics are read, not updated."""
+    logits = np.concatenate([discriminator(batch, training=False).numpy() for batch in data.test_batches(images, 1000)])
+    targets, weights, _ = teacher(logits, update=False)
+    weights, right = weights.numpy(), targets.numpy() == labels
+    quality = {"validation_pseudo_label_rate": float(weights.mean())}
+    if weights.sum() > 0:
+        quality["validation_pseudo_label_accuracy"] = float((weights * right).sum() / weights.sum())
+    if (1 - weights).sum() > 0:
+        quality["validation_left_out_accuracy"] = float(((1 - weights) * right).sum() / (1 - weights).sum())
     return quality
 
 

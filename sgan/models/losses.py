@@ -36,23 +36,13 @@ def feature_matching_loss(real_features, fake_features):
 
 
 
-def pseudo_label_loss(teacher_logits, student_logits, threshold: float):
-    """FixMatch (Sohn et al. 2020) on unlabeled images: where the discriminator's prediction on an image is at
-    least `threshold` confident, its class becomes the target for a shifted copy of that image.
+def pseudo_label_loss(targets, weights, student_logits):
+    """FixMatch (Sohn et al. 2020) on unlabeled images: the teacher's class for an image (sgan.models.pseudo_labels:
+    which images teach, and how much) becomes the target for an augmented copy of that image, weighted.
 
     This teaches the classifier from unlabeled data directly, alongside the GAN term, whose signal fades once the
     discriminator tells generated images apart (docs/benchmarks.md, "The improved preset").
     """
-    probabilities = tf.nn.softmax(tf.stop_gradient(teacher_logits))
-    confident = tf.cast(tf.reduce_max(probabilities, axis=-1) >= threshold, student_logits.dtype)
-    targets = tf.argmax(probabilities, axis=-1)
-    cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=student_logits)
-    return tf.reduce_mean(confident * cross_entropy)
-
-
-def pseudo_label_signal(teacher_logits, threshold: float) -> dict:
-    """How much the pseudo-label term teaches: the fraction of the unlabeled batch at least `threshold` confident
-    (the images it teaches from) and the mean confidence. A threshold the model never reaches is silent."""
-    confidence = tf.reduce_max(tf.nn.softmax(tf.cast(tf.stop_gradient(teacher_logits), tf.float32)), axis=-1)
-    return {"pseudo_label_rate": tf.reduce_mean(tf.cast(confidence >= threshold, tf.float32)),
-            "pseudo_label_confidence": tf.reduce_mean(confidence)}
+    cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets,
+                                                                   logits=tf.cast(student_logits, tf.float32))
+    return tf.reduce_mean(tf.stop_gradient(weights) * cross_entropy)

@@ -11,6 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from sgan.config import TrainConfig
 from sgan.errors import UserError, first_line
 
 # Settings a resumed run may change: they shape the schedule and the logging, not what a checkpoint holds.
@@ -29,7 +30,7 @@ def check_config(run_dir: Path, requested: dict):
     saved_path = Path(run_dir) / "config.json"
     if not latest_checkpoint(run_dir) or not saved_path.exists():
         return
-    saved = json.loads(saved_path.read_text())
+    saved = {**TrainConfig().to_dict(), **json.loads(saved_path.read_text())}  # a setting added since: its default
     differs = [f"{k} {saved.get(k)!r} there, {v!r} asked" for k, v in requested.items()
                if k not in RESUMABLE and saved.get(k) != v]
     if differs:

@@ -33,9 +33,10 @@ from sgan.distributed import horovod as distributed
 from sgan.errors import UserError, writing
 from sgan.evaluation.evaluate import accuracy, load_history, pseudo_label_quality
 from sgan.models import precision
-from sgan.models.losses import (feature_matching_loss, generator_loss, pseudo_label_loss, pseudo_label_signal,
-                                supervised_loss, unsupervised_loss)
+from sgan.models.losses import (feature_matching_loss, generator_loss, pseudo_label_loss, supervised_loss,
+                                unsupervised_loss)
 from sgan.models.networks import build_discriminator, build_generator, initialize_from_data, with_features
+from sgan.models.pseudo_labels import Teacher
 from sgan.training import warm
 from sgan.training.budget import Budget
 
@@ -53,6 +54,7 @@ class SGAN:
     discriminator: keras.Model
     optimizers: dict  # name -> keras optimizer, one per update of the algorithm
     averaged_discriminator: keras.Model | None = None  # exponential moving average of the discriminator
+    teacher: Teacher | None = None  # which unlabeled images teach, and how much (with pseudo-labels)
 
     @property
     def classifier(self) -> keras.Model:
@@ -67,12 +69,17 @@ class SGAN:
     def variables(self) -> list:
         """Everything a checkpoint holds and a broadcast from rank 0 must copy."""
         optimizer_variables = [v for o in self.optimizers.values() for v in o.variables]
-        return [v for m in self.models().values() for v in m.variables] + optimizer_variables
+        return [v for m in self.models().values() for v in m.variables] + optimizer_variables + self.teacher_state()
+
+    def teacher_state(self) -> list:
+        """The teacher's running statistics where they change what it teaches (a fixed threshold needs none)."""
+        return self.teacher.variables if self.teacher and self.teacher.stateful else []
 
     def moving_statistics(self) -> list:
-        """BatchNorm's moving means and variances: per-worker state that workers must average."""
+        """BatchNorm's moving means and variances, and the teacher's running statistics: per-worker state that
+        workers must average."""
         return [v for m in (self.generator, self.discriminator) for v in m.non_trainable_variables
-                if v.dtype == "float32"]
+                if v.dtype == "float32"] + self.teacher_state()
 
 
 class LearningRate(keras.optimizers.schedules.LearningRateSchedule):
@@ -136,7 +143,11 @@ def build(config: TrainConfig, image_shape: tuple, num_classes: int, workers: in
     if config.ema_decay:
         averaged = keras.models.clone_model(discriminator)
         averaged.set_weights(discriminator.get_weights())
-    return SGAN(generator, discriminator, optimizers, averaged)
+    teacher = None
+    if config.pseudo_label_weight:
+        teacher = Teacher(num_classes, config.pseudo_label_mask, config.pseudo_label_threshold,
+                          config.distribution_alignment)
+    return SGAN(generator, discriminator, optimizers, averaged, teacher)
 
 
 def descend(dist: distributed.Distribution, updates: list, also: list = ()) -> list:
@@ -230,14 +241,14 @@ def make_train_step(sgan: SGAN, config: TrainConfig, dist: distributed.Distribut
                 l_discriminator += config.unsupervised_weight * l_unsupervised
                 l_generator = feature_matching_loss(features[1], fake_features)
             if config.pseudo_label_weight:
-                l_discriminator += config.pseudo_label_weight * pseudo_label_loss(
-                    logits[1], logits[-1], config.pseudo_label_threshold)
+                targets, weights, confidence = sgan.teacher(logits[1])
+                l_discriminator += config.pseudo_label_weight * pseudo_label_loss(targets, weights, logits[-1])
         updates = [(optimizers["discriminator"], tape, l_discriminator, discriminator.trainable_variables)]
         if config.gan:
             updates.append((optimizers["generator"], tape, l_generator, generator.trainable_variables))
         losses = {"supervised": l_supervised, "unsupervised": l_unsupervised, "generator": l_generator}
-        if config.pseudo_label_weight:
-            losses.update(pseudo_label_signal(logits[1], config.pseudo_label_threshold))
+        if config.pseudo_label_weight:  # what the unlabeled images teach
+            losses.update(pseudo_label_rate=tf.reduce_mean(weights), pseudo_label_confidence=tf.reduce_mean(confidence))
         return descend(dist, updates, worker_state(losses)), losses
 
     updates = reference_updates
@@ -293,6 +304,7 @@ def train(config: TrainConfig, dataset: Dataset, labeled: np.ndarray, run_dir, d
         step=step, **({"planned_iterations": planned} if config.time_budget else {}),
         **{name: model.variables for name, model in sgan.models().items()},
         **{f"{name}_optimizer": optimizer for name, optimizer in sgan.optimizers.items()},
+        **({"teacher": sgan.teacher_state()} if sgan.teacher_state() else {}),
     )
     manager = tf.train.CheckpointManager(checkpoint, run_dir / "checkpoints", max_to_keep=3)
     if manager.latest_checkpoint:
@@ -354,7 +366,7 @@ def train(config: TrainConfig, dataset: Dataset, labeled: np.ndarray, run_dir, d
                     record["validation_accuracy"] = accuracy(sgan.classifier, validation_x, validation_y)
                     if config.pseudo_label_weight:  # the teacher's pseudo-labels where their labels are known
                         record.update(pseudo_label_quality(sgan.discriminator, validation_x, validation_y,
-                                                           config.pseudo_label_threshold))
+                                                           sgan.teacher))
                 history.append(record)
                 progress.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k not in NOT_IN_PROGRESS})
                 with writer.as_default(step=done):
