@@ -1,0 +1,110 @@
+"""What each pseudo-label lever does on photos, separated from the noise: the `improved` preset on the CIFAR-10
+subset's arrays with 250 labels (25 a class, drawn with seed 0), 1,000 of the other training images held out as
+validation (their labels known), ITERATIONS iterations a run, 1 worker; compared pairwise on the same validation
+images. The test images are not read: they are for the final choice alone.
+
+    python benchmarks/photo_levers.py --levers fixed adaptive --seeds 0 1 [--iterations 1500]
+    python benchmarks/photo_levers.py --compare fixed adaptive      # pairs the recorded runs seed by seed
+
+One JSON line per run, appended to benchmarks/results/photo_levers_runs.jsonl as it ends: validation accuracy, what
+the pseudo-labels taught (the share of unlabeled batches that taught, over the run and at its end; on the
+validation images, the share that would teach and how often those and the rest are right), the training time, and
+which validation images it got right (a string of 0/1, for the pairwise comparison). A lever, seed and iteration
+count already recorded there is skipped.
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+from photos import DATA, commit, cpu, record  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "photo_levers_runs.jsonl"
+LABELS, VALIDATION = 250, 1000
+LEVERS = {  # name: the settings it changes on the improved preset (photos: conv-gap, the photo views)
+    "fixed": {},  # FixMatch's threshold at the preset's 0.98
+    "adaptive": {"pseudo_label_mask": "adaptive"},  # FreeMatch
+    "soft-aligned": {"pseudo_label_mask": "soft", "distribution_alignment": True},  # SoftMatch as published
+    "adaptive-aligned": {"pseudo_label_mask": "adaptive", "distribution_alignment": True},
+    "adaptive-no-gan": {"pseudo_label_mask": "adaptive", "gan": False},
+}
+
+
+def run(lever: str, seed: int, iterations: int) -> dict:
+    from sgan import data
+    from sgan.config import preset
+    from sgan.evaluation import evaluate
+    from sgan.training.train import train
+
+    dataset = data.load(DATA)
+    labeled = data.choose_labeled(dataset.y_train, LABELS, dataset.num_classes, seed=0)
+    config = preset("improved", iterations=iterations, seed=seed, validation=VALIDATION, eval_every=iterations // 3,
+                    **LEVERS[lever])
+    with tempfile.TemporaryDirectory() as run_dir:
+        started = time.perf_counter()
+        sgan = train(config, dataset, labeled, run_dir)
+        train_s = time.perf_counter() - started
+        history = evaluate.load_history(run_dir)
+    _, validation = data.split_validation(dataset.y_train, labeled, VALIDATION, seed)
+    right = evaluate.predict_classes(sgan.classifier, dataset.x_train[validation]) == dataset.y_train[validation]
+    taught = [r["pseudo_label_rate"] for r in history if "pseudo_label_rate" in r]
+    last = [r for r in history if "validation_pseudo_label_rate" in r][-1]
+    return {"validation_accuracy": round(float(right.mean()), 4), "train_s": round(train_s, 1),
+            "pseudo_label_rate_mean": round(float(np.mean(taught)), 4), "pseudo_label_rate_last": round(taught[-1], 4),
+            **{k: round(v, 4) for k, v in last.items() if k.startswith(("validation_pseudo", "validation_left_out"))},
+            "curve": [{k: round(v, 4) for k, v in r.items() if k in ("step", "validation_accuracy", "pseudo_label_rate")}
+                      for r in history if "validation_accuracy" in r],
+            "validation_right": "".join("1" if r else "0" for r in right)}
+
+
+def compare(a: str, b: str, lines: list):
+    """Seed by seed on the same validation images: each lever's accuracy, the images only one got right, and
+    McNemar's exact p."""
+    from sgan.evaluation.paired import mcnemar_p
+
+    runs = {(line["lever"], line["seed"], line["iterations"]): line for line in lines}
+    for (lever, seed, iterations), line in sorted(runs.items()):
+        other = runs.get((b, seed, iterations))
+        if lever != a or not other:
+            continue
+        x, y = (np.array([c == "1" for c in r["validation_right"]]) for r in (line, other))
+        only_a, only_b = int((x & ~y).sum()), int((~x & y).sum())
+        p = mcnemar_p(only_a, only_b)
+        print(json.dumps({"seed": seed, "iterations": iterations, a: line["validation_accuracy"],
+                          b: other["validation_accuracy"], f"only_{a}": only_a, f"only_{b}": only_b,
+                          "mcnemar_p": round(p, 4)}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--levers", nargs="+", choices=LEVERS, default=list(LEVERS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--iterations", type=int, default=1500)
+    parser.add_argument("--compare", nargs=2, metavar=("A", "B"), choices=LEVERS)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    lines = [json.loads(line) for line in args.results.read_text().splitlines()] if args.results.exists() else []
+    if args.compare:
+        return compare(*args.compare, lines)
+    done = {(line["lever"], line["seed"], line["iterations"]) for line in lines}
+    for seed in args.seeds:  # a seed of every lever before the next seed: a cut-short series still pairs
+        for lever in args.levers:
+            if (lever, seed, args.iterations) in done:
+                continue
+            line = {"benchmark": "photo_levers", "lever": lever, "settings": LEVERS[lever], "seed": seed,
+                    "iterations": args.iterations, "labels": LABELS, "validation": VALIDATION,
+                    **run(lever, seed, args.iterations), "cpu": cpu(), "date": time.strftime("%Y-%m-%d"),
+                    "commit": commit(), "command": f"python benchmarks/photo_levers.py --levers {lever} --seeds {seed} "
+                                                   f"--iterations {args.iterations}"}
+            record(line, args.results)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
