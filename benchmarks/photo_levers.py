@@ -58,7 +58,8 @@ def run(lever: str, seed: int, iterations: int) -> dict:
     last = [r for r in history if "validation_pseudo_label_rate" in r][-1]
     return {"validation_accuracy": round(float(right.mean()), 4), "train_s": round(train_s, 1),
             "pseudo_label_rate_mean": round(float(np.mean(taught)), 4), "pseudo_label_rate_last": round(taught[-1], 4),
-            **{k: round(v, 4) for k, v in last.items() if k.startswith(("validation_pseudo", "validation_left_out"))},
+            **{k: round(v, 4) for k, v in last.items()
+               if k.startswith(("validation_pseudo", "validation_left_out"))},
             "curve": [{k: round(v, 4) for k, v in r.items() if k in ("step", "validation_accuracy", "pseudo_label_rate")}
                       for r in history if "validation_accuracy" in r],
             "validation_right": "".join("1" if r else "0" for r in right)}
