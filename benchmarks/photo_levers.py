@@ -24,7 +24,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-from photos import DATA, commit, cpu, record  # noqa: E402
+from photos import DATA, commit, cpu, pseudo_label_signal, record  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "photo_levers_runs.jsonl"
 LABELS, VALIDATION = 250, 1000
@@ -54,12 +54,8 @@ def run(lever: str, seed: int, iterations: int) -> dict:
         history = evaluate.load_history(run_dir)
     _, validation = data.split_validation(dataset.y_train, labeled, VALIDATION, seed)
     right = evaluate.predict_classes(sgan.classifier, dataset.x_train[validation]) == dataset.y_train[validation]
-    taught = [r["pseudo_label_rate"] for r in history if "pseudo_label_rate" in r]
-    last = [r for r in history if "validation_pseudo_label_rate" in r][-1]
     return {"validation_accuracy": round(float(right.mean()), 4), "train_s": round(train_s, 1),
-            "pseudo_label_rate_mean": round(float(np.mean(taught)), 4), "pseudo_label_rate_last": round(taught[-1], 4),
-            **{k: round(v, 4) for k, v in last.items()
-               if k.startswith(("validation_pseudo", "validation_left_out"))},
+            **pseudo_label_signal(history),
             "curve": [{k: round(v, 4) for k, v in r.items() if k in ("step", "validation_accuracy", "pseudo_label_rate")}
                       for r in history if "validation_accuracy" in r],
             "validation_right": "".join("1" if r else "0" for r in right)}

@@ -121,19 +121,18 @@ def run_flow(folder: Path, out: Path) -> dict:
 
 
 def pseudo_label_signal(history: list) -> dict:
-    """What the unlabeled images taught: the fraction of unlabeled batches above the threshold (over the run and
-    at its end), the mean confidence at the end, and on the validation split at the last evaluation the pseudo-labels'
-    accuracy and that of the predictions left out."""
+    """What the unlabeled images taught: the share of unlabeled batches that taught (over the run and at its end),
+    the mean confidence at the end, and on the validation split at the last evaluation the share that would teach,
+    their accuracy and that of the rest."""
     taught = [r for r in history if "pseudo_label_rate" in r]
     if not taught:
         return {}
     evaluated = [r for r in history if "validation_pseudo_label_rate" in r]
-    last = {k[len("validation_"):]: round(v, 4) for k, v in (evaluated[-1] if evaluated else {}).items()
-            if k.startswith(("validation_pseudo", "validation_left_out"))}
     return {"pseudo_label_rate_mean": round(float(np.mean([r["pseudo_label_rate"] for r in taught])), 4),
             "pseudo_label_rate_last": round(taught[-1]["pseudo_label_rate"], 4),
             "pseudo_label_confidence_last": round(taught[-1]["pseudo_label_confidence"], 4),
-            "validation": last}
+            **{k: round(v, 4) for k, v in (evaluated[-1] if evaluated else {}).items()
+               if k.startswith(("validation_pseudo", "validation_left_out"))}}
 
 
 def main():

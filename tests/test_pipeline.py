@@ -43,9 +43,9 @@ def workspace(tmp_path_factory):
 
 def test_the_loop_new_labels_a_better_model_served_a_worse_one_refused_and_a_rollback(tmp_path, prefect_api):
     """From an image folder: v1 by two Horovod workers, served by `sgan serve MODELS_ROOT` (2 processes) under a
-    steady load (the fastest answers and switches under full load are test_follow's); new labels -> v2 (two workers, warm-started from v1) promoted and served; far fewer iterations ->
-    refused; the same inputs again -> nothing to do; `sgan models rollback` -> v1 served. No request fails, and
-    versions change only at the switches."""
+    steady load (the fastest answers and switches under full load are test_follow's); new labels -> v2 (two
+    workers, warm-started from v1) promoted and served; far fewer iterations -> refused; the same inputs again ->
+    nothing to do; `sgan models rollback` -> v1 served. No request fails, and versions change only at the switches."""
     data = write_image_folder(tmp_path / "photos", labeled_per_class=2, unlabeled=60, test_per_class=20)
     models = tmp_path / "out" / "models"
     api = prefect_api  # as operators run it: one API for every run

@@ -17,7 +17,6 @@ holds the same.
 import keras
 import tensorflow as tf
 
-MASKS = ("threshold", "adaptive", "soft")
 MOMENTUM = 0.999
 SIGMAS = 2.0  # SoftMatch: the weight falls to exp(-2) at two running standard deviations below the mean
 
