@@ -29,11 +29,13 @@ from photos import DATA, commit, cpu, pseudo_label_signal, record  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results" / "photo_levers_runs.jsonl"
 LABELS, VALIDATION = 250, 1000
 LEVERS = {  # name: the settings it changes on the improved preset (photos: conv-gap, the photo views)
+    "supervised": {"gan": False, "pseudo_label_weight": 0.0},  # the labeled images alone: the baseline
     "fixed": {},  # FixMatch's threshold at the preset's 0.98
     "adaptive": {"pseudo_label_mask": "adaptive"},  # FreeMatch
     "soft-aligned": {"pseudo_label_mask": "soft", "distribution_alignment": True},  # SoftMatch as published
     "adaptive-aligned": {"pseudo_label_mask": "adaptive", "distribution_alignment": True},
     "adaptive-no-gan": {"pseudo_label_mask": "adaptive", "gan": False},
+    "adaptive-gan-0.3": {"pseudo_label_mask": "adaptive", "unsupervised_weight": 0.3},  # a smaller real/fake term
 }
 
 
