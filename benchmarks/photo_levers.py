@@ -36,6 +36,12 @@ LEVERS = {  # name: the settings it changes on the improved preset (photos: conv
     "adaptive-aligned": {"pseudo_label_mask": "adaptive", "distribution_alignment": True},
     "adaptive-no-gan": {"pseudo_label_mask": "adaptive", "gan": False},
     "adaptive-gan-0.3": {"pseudo_label_mask": "adaptive", "unsupervised_weight": 0.3},  # a smaller real/fake term
+    "adaptive-gan-ramp": {"pseudo_label_mask": "adaptive", "unsupervised_rampup": 1000},  # ... rising from 0
+    "adaptive-randaugment": {"pseudo_label_mask": "adaptive", "augment": "randaugment"},  # FixMatch's strong view
+    "adaptive-ema-warmup": {"pseudo_label_mask": "adaptive", "ema_warmup": True},  # an average without its start
+    "adaptive-flip": {"pseudo_label_mask": "adaptive", "flip_targets": True},  # targets of an image and its mirror
+    "adaptive-all": {"pseudo_label_mask": "adaptive", "unsupervised_rampup": 1000, "augment": "randaugment",
+                     "ema_warmup": True, "flip_targets": True},
 }
 
 

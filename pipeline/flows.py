@@ -211,7 +211,7 @@ def sgan_pipeline(
     batch_size: int | None = None,
     precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32",
     architecture: Literal["auto", "conv", "mlp", "wn-conv", "conv-gap"] | None = None,
-    augment: Literal["auto", "shifts", "photos"] | None = None,
+    augment: Literal["auto", "shifts", "photos", "randaugment"] | None = None,
     iterations: int | None = None,
     time_budget: float | None = None,
     checkpoint_every: int | None = None,

@@ -8,7 +8,7 @@ from sgan.errors import UserError
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 ALGORITHMS = ("reference", "feature_matching")
 ARCHITECTURES = ("conv", "mlp", "wn-conv", "conv-gap", "auto")  # see sgan.models.networks; auto: see for_images
-AUGMENTATIONS = ("shifts", "photos", "auto")  # see sgan.data.augment; auto: see for_images
+AUGMENTATIONS = ("shifts", "photos", "randaugment", "auto")  # see sgan.data.augment; auto: see for_images
 PSEUDO_LABEL_MASKS = ("threshold", "adaptive", "soft")  # see sgan.models.pseudo_labels
 POSITIVE = ("iterations", "batch_size", "learning_rate", "z_dim", "checkpoint_every", "log_every", "eval_every")
 
@@ -36,6 +36,8 @@ class TrainConfig:
     hidden_noise: float = 0.0  # ... and after each of its hidden layers (mlp, wn-conv)
     data_init: bool = False  # initialise weight-normalised layers from data, and keep hidden layers' scales fixed
     ema_decay: float = 0.0  # > 0: evaluate and export an exponential moving average of D's weights
+    ema_warmup: bool = False  # ... whose decay rises with the step, min(ema_decay, (1 + t) / (10 + t)), so that a
+    # short run's average does not keep its random start (TensorFlow's ExponentialMovingAverage num_updates)
     balanced_labeled: bool = False  # every global labeled batch holds the same number of each class
     validation: int = 0  # training images held out (unlabeled and unused) to watch accuracy during training
     pseudo_label_weight: float = 0.0  # > 0: FixMatch term on unlabeled images (feature_matching; sgan.models.losses)
@@ -43,18 +45,22 @@ class TrainConfig:
     pseudo_label_mask: str = "threshold"  # ... that confident (threshold) | FreeMatch's adaptive threshold
     # (adaptive) | SoftMatch's Gaussian weight on confidence (soft): sgan.models.pseudo_labels
     distribution_alignment: bool = False  # ... on probabilities divided by their running class means (ReMixMatch)
+    flip_targets: bool = False  # ... whose targets average the teacher's probabilities on the image and its mirror
     max_shift: int = 2  # ... whose targets are learnt on copies shifted by up to this many pixels
-    augment: str = "shifts"  # shifts (digits) | photos (flips, shifts, colour, cut-out) | auto (by shape): augment.py
+    augment: str = "shifts"  # shifts (digits) | photos (flips, shifts, colour, cut-out) | randaugment (photos' weak
+    # view, RandAugment's strong one) | auto (by shape): sgan.data.augment
     warm_start: str = ""  # a trained model's folder whose weights the run starts from (sgan.training.warm)
     unsupervised_weight: float = 1.0  # the real/fake term's weight in D's loss (feature_matching)
+    unsupervised_rampup: int = 0  # ... reached linearly over this many iterations, from 0
     gan: bool = True  # False: no generator and no real/fake term, to measure what the GAN adds (feature_matching)
 
     def __post_init__(self):
         for name in POSITIVE:
             if not getattr(self, name) > 0:
                 raise UserError(f"{name}={getattr(self, name)} must be positive")
-        if self.warmup_iterations < 0:
-            raise UserError(f"warmup_iterations={self.warmup_iterations} must be >= 0")
+        for name in ("warmup_iterations", "unsupervised_rampup"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name}={getattr(self, name)} must be >= 0")
         if self.precision not in PRECISIONS:
             raise UserError(f"precision={self.precision!r} must be one of {', '.join(PRECISIONS)}")
         if not 0 <= self.beta_1 < 1:
@@ -77,9 +83,19 @@ class TrainConfig:
                               ("augment", AUGMENTATIONS), ("pseudo_label_mask", PSEUDO_LABEL_MASKS)):
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name}={getattr(self, name)!r} must be one of {', '.join(allowed)}")
-        if not self.pseudo_label_weight and (self.pseudo_label_mask != "threshold" or self.distribution_alignment):
-            raise UserError(f"pseudo_label_mask={self.pseudo_label_mask!r} and distribution_alignment="
-                            f"{self.distribution_alignment} shape the pseudo-labels: they need pseudo_label_weight > 0")
+        if not self.pseudo_label_weight and (self.pseudo_label_mask != "threshold" or self.distribution_alignment
+                                             or self.flip_targets):
+            raise UserError(f"pseudo_label_mask={self.pseudo_label_mask!r}, distribution_alignment="
+                            f"{self.distribution_alignment} and flip_targets={self.flip_targets} shape the "
+                            "pseudo-labels: they need pseudo_label_weight > 0")
+        if self.flip_targets and self.augment == "shifts":
+            raise UserError("flip_targets=True mirrors images, which augment='shifts' (digits) does not: use it with "
+                            "photos")
+        if self.ema_warmup and not self.ema_decay:
+            raise UserError("ema_warmup=True shapes the averaged discriminator: it needs ema_decay > 0")
+        if self.unsupervised_rampup and not (self.gan and self.algorithm == "feature_matching"):
+            raise UserError("unsupervised_rampup ramps the real/fake term of feature matching: it needs gan=True and "
+                            "algorithm='feature_matching'")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -154,6 +154,16 @@ def test_pseudo_label_settings_that_contradict_each_other_are_refused():
         preset("improved", pseudo_label_weight=0.0, pseudo_label_mask="soft")
     with pytest.raises(UserError, match="they need pseudo_label_weight > 0"):
         preset("improved", pseudo_label_weight=0.0, distribution_alignment=True)
+    with pytest.raises(UserError, match="they need pseudo_label_weight > 0"):
+        preset("improved", pseudo_label_weight=0.0, flip_targets=True, augment="photos")
+    with pytest.raises(UserError, match="flip_targets=True mirrors images, which augment='shifts'"):
+        for_images(preset("improved", flip_targets=True), (28, 28, 1))  # digits' auto is shifts
+    with pytest.raises(UserError, match="ema_warmup=True .* needs ema_decay > 0"):
+        preset("improved", ema_warmup=True, ema_decay=0.0)
+    with pytest.raises(UserError, match="unsupervised_rampup .* needs gan=True"):
+        preset("improved", unsupervised_rampup=100, gan=False)
+    with pytest.raises(UserError, match="unsupervised_rampup=-1 must be >= 0"):
+        preset("improved", unsupervised_rampup=-1)
 
 
 def test_pseudo_label_quality_splits_validation_accuracy_by_what_would_teach():
@@ -235,15 +245,15 @@ def test_photo_views_flip_shift_recolour_and_cut_out_within_bounds_and_repeat_fo
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(-1, 1, (256, 16, 16, 3)).astype(np.float32))
     seed = tf.constant([5, 6], tf.int64)
-    weak = augment.draw(256, (16, 16), 0, False, seed)
+    weak = augment.draw(256, (16, 16), 0, "", seed)
     assert set(weak) == {"flip", "shift"} and 0.35 < weak["flip"].numpy().mean() < 0.65
     viewed = augment.view(images, weak).numpy()  # no shift: each image is itself or its mirror
     flipped = weak["flip"].numpy()
     np.testing.assert_array_equal(viewed[flipped], images.numpy()[flipped][:, :, ::-1])
     np.testing.assert_array_equal(viewed[~flipped], images.numpy()[~flipped])
 
-    strong = augment.draw(256, (16, 16), 2, True, seed)
-    once, again = augment.view(images, strong).numpy(), augment.view(images, augment.draw(256, (16, 16), 2, True,
+    strong = augment.draw(256, (16, 16), 2, "colour", seed)
+    once, again = augment.view(images, strong).numpy(), augment.view(images, augment.draw(256, (16, 16), 2, "colour",
                                                                                           seed)).numpy()
     np.testing.assert_array_equal(once, again)  # a resumed run draws the same views
     assert once.min() >= -1 and once.max() <= 1
@@ -253,11 +263,74 @@ def test_photo_views_flip_shift_recolour_and_cut_out_within_bounds_and_repeat_fo
     assert np.abs(factors[:, 0]).max() <= augment.BRIGHTNESS and np.abs(factors[:, 1:] - 1).max() <= augment.CONTRAST
 
 
+def test_randaugment_operations_do_what_pil_does_each_image_its_own():
+    from PIL import Image, ImageEnhance, ImageOps
+
+    from sgan.data import augment
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(20, 236, (6, 16, 16, 3)).astype(np.uint8)
+    images = tf.constant(pixels.astype(np.float32) / 127.5 - 1.0)
+    names = list(augment.OPERATIONS)
+
+    def ours(name, magnitude):
+        n = len(pixels)
+        out = augment.randaugment(images, tf.fill([n], names.index(name)), tf.fill([n], float(magnitude)))
+        return np.round((out.numpy() + 1.0) * 127.5)
+
+    def value(name, magnitude):
+        low, high = augment.OPERATIONS[name]
+        return low + magnitude * (high - low)
+
+    pil = {  # the USB benchmark's operations (semilearn/datasets/augmentation/randaugment.py)
+        "identity": lambda im, v: im, "autocontrast": lambda im, v: ImageOps.autocontrast(im),
+        "brightness": lambda im, v: ImageEnhance.Brightness(im).enhance(v),
+        "color": lambda im, v: ImageEnhance.Color(im).enhance(v),
+        "contrast": lambda im, v: ImageEnhance.Contrast(im).enhance(v),
+        "posterize": lambda im, v: ImageOps.posterize(im, int(v)), "solarize": lambda im, v: ImageOps.solarize(im, v),
+        "translate_x": lambda im, v: im.transform(im.size, Image.AFFINE, (1, 0, v * im.size[0], 0, 1, 0)),
+        "translate_y": lambda im, v: im.transform(im.size, Image.AFFINE, (1, 0, 0, 0, 1, v * im.size[1])),
+    }
+    for name, operation in pil.items():
+        for magnitude in (1 / 12, 11 / 12):  # translations of -4 and +4 pixels: whole pixels, so no interpolation
+            expected = np.stack([np.asarray(operation(Image.fromarray(p), value(name, magnitude))) for p in pixels])
+            difference = np.abs(ours(name, magnitude) - expected)
+            assert difference.max() <= 2, (name, magnitude, difference.max())  # PIL rounds its blends
+
+    equalized = ours("equalize", 0.5)  # every channel's values spread evenly over 0..255
+    assert equalized.min() == 0 and equalized.max() == 255
+    assert abs(np.median(equalized) - 127.5) <= 2
+    assert np.array_equal(ours("rotate", 0.5), np.round((images.numpy() + 1.0) * 127.5))  # 0 degrees
+    rotated = ours("rotate", 1.0)  # 30 degrees: the corners come from outside the image (black)
+    assert (rotated[:, 0, 0] == 0).all() and not np.array_equal(rotated, ours("rotate", 0.0))
+
+    operations = tf.constant([names.index("identity"), names.index("solarize")] * 3)
+    mixed = augment.randaugment(images, operations, tf.fill([6], 0.0)).numpy()  # solarize at 0 inverts all
+    np.testing.assert_allclose(mixed[0::2], images.numpy()[0::2], atol=1e-6)
+    np.testing.assert_allclose(mixed[1::2], -images.numpy()[1::2], atol=1e-6)
+
+
+def test_randaugment_views_repeat_for_a_seed_and_hide_up_to_half_the_side():
+    from sgan.data import augment
+
+    images = tf.constant(np.random.default_rng(0).uniform(-0.9, 0.9, (512, 16, 16, 3)).astype(np.float32))
+    seed = tf.constant([3, 4], tf.int64)
+    choices = augment.draw(512, (16, 16), 2, "randaugment", seed)
+    once = augment.view(images, choices).numpy()
+    again = augment.view(images, augment.draw(512, (16, 16), 2, "randaugment", seed)).numpy()
+    np.testing.assert_array_equal(once, again)
+    assert once.min() >= -1 and once.max() <= 1
+    drawn = choices["operations"].numpy()
+    assert drawn.shape == (512, 2) and set(drawn.ravel()) == set(range(len(augment.OPERATIONS)))
+    sides = choices["cutout_side"].numpy()
+    assert sides.min() >= 0 and sides.max() <= 8 and sides.max() > 7
+
+
 def test_augmentations_follow_the_data_and_digits_keep_shifts():
     improved = preset("improved")
     assert for_images(improved, (28, 28, 1)).augment == "shifts"
     assert for_images(improved, (32, 32, 3)).augment == "photos"
     assert for_images(improved, (64, 64, 1)).augment == "photos"
     assert for_images(preset("improved", augment="shifts"), (32, 32, 3)).augment == "shifts"
-    with pytest.raises(UserError, match="augment='mirror' must be one of shifts, photos, auto"):
+    with pytest.raises(UserError, match="augment='mirror' must be one of shifts, photos, randaugment, auto"):
         preset("improved", augment="mirror")

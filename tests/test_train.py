@@ -41,7 +41,9 @@ def _weights(sgan):
 
 
 @pytest.mark.parametrize("config", [TINY, TINY_IMPROVED, dataclasses.replace(
-    TINY_IMPROVED, pseudo_label_mask="adaptive", distribution_alignment=True)], ids=["seed", "improved", "adaptive"])
+    TINY_IMPROVED, pseudo_label_mask="adaptive", distribution_alignment=True), dataclasses.replace(
+    TINY_IMPROVED, augment="randaugment", flip_targets=True, ema_warmup=True, unsupervised_rampup=4)],
+    ids=["seed", "improved", "adaptive", "photo-levers"])
 def test_resume_continues_the_step_counter_and_matches_an_uninterrupted_run(tiny, tmp_path, config):
     dataset, labeled = tiny
     uninterrupted = train(config, dataset, labeled, tmp_path / "a")
@@ -119,6 +121,48 @@ def test_without_the_gan_term_the_generator_is_untouched_and_the_classifier_stil
         np.testing.assert_array_equal(before, after)
     with pytest.raises(UserError, match="gan=False needs algorithm='feature_matching'"):
         preset("seed", gan=False)
+
+
+def test_a_ramped_real_fake_term_is_silent_at_the_first_step_and_the_averaged_d_warms_up(tiny):
+    """unsupervised_rampup: at step 0 the discriminator learns as if the real/fake term were off; ema_warmup: the
+    first average keeps a tenth of the initial weights (decay (1 + 0) / (10 + 0)), not 99.9%."""
+    dataset, labeled = tiny
+    x, y = data.scale(dataset.x_train[labeled]), dataset.y_train[labeled]
+    unlabeled = data.scale(dataset.x_train[:20])
+    base = dict(batch_size=20, z_dim=16, learning_rate=1e-3)
+    ramped, off = (build(c, dataset.image_shape, dataset.num_classes) for c in (
+        preset("improved", unsupervised_rampup=10, ema_warmup=True, **base),
+        preset("improved", unsupervised_weight=0.0, **base)))
+    initial = [w.copy() for w in ramped.discriminator.get_weights()]
+    for sgan, config in ((ramped, preset("improved", unsupervised_rampup=10, ema_warmup=True, **base)),
+                         (off, preset("improved", unsupervised_weight=0.0, **base))):
+        make_train_step(sgan, config, Distribution())(x, y, unlabeled, tf.constant(0, tf.int64))
+    for a, b in zip(ramped.discriminator.get_weights(), off.discriminator.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    moved = 0
+    for start, now, average, variable in zip(initial, ramped.discriminator.get_weights(),
+                                             ramped.averaged_discriminator.get_weights(), ramped.discriminator.weights):
+        if "float" in variable.dtype and not np.allclose(start, now):
+            np.testing.assert_allclose(average, 0.1 * start + 0.9 * now, rtol=1e-4, atol=1e-6)
+            moved += 1
+    assert moved > 3
+
+    step = make_train_step(ramped, preset("improved", unsupervised_rampup=10, ema_warmup=True, **base), Distribution())
+    weights = ramped.discriminator.get_weights()
+    step(x, y, unlabeled, tf.constant(5, tf.int64))  # half way up the ramp: the term moves D differently
+    make_train_step(off, preset("improved", unsupervised_weight=0.0, **base), Distribution())(
+        x, y, unlabeled, tf.constant(5, tf.int64))
+    assert any(not np.allclose(a, b, atol=1e-6) for a, b in zip(ramped.discriminator.get_weights(),
+                                                               off.discriminator.get_weights()))
+    assert any(not np.allclose(a, b) for a, b in zip(weights, ramped.discriminator.get_weights()))
+
+
+def test_flipped_targets_average_the_probabilities_of_an_image_and_its_mirror():
+    from sgan.training.train import mirrored_mean
+
+    a, b = tf.constant([[2.0, 0.0, -1.0]]), tf.constant([[0.0, 1.0, 0.0]])
+    np.testing.assert_allclose(tf.nn.softmax(mirrored_mean(a, b)).numpy(),
+                               (tf.nn.softmax(a).numpy() + tf.nn.softmax(b).numpy()) / 2, rtol=1e-6)
 
 
 def test_same_seed_same_weights_other_seed_other_weights(tiny, tmp_path):

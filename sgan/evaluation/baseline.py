@@ -34,9 +34,9 @@ def train_baseline(config: TrainConfig, dataset: Dataset, labeled: np.ndarray) -
 
     @tf.function
     def supervised_step(x, y, step):
-        if config.augment == "photos":  # the labeled images' view in the SGAN's step
+        if config.augment in augment.STRONG:  # the labeled images' view in the SGAN's step
             seed = tf.random.experimental.stateless_fold_in(tf.constant([config.seed, 1], tf.int64), step)
-            x = augment.view(x, augment.draw(tf.shape(x)[0], tuple(x.shape[1:3]), config.max_shift, False, seed))
+            x = augment.view(x, augment.draw(tf.shape(x)[0], tuple(x.shape[1:3]), config.max_shift, "", seed))
         with tf.GradientTape() as tape:
             loss = supervised_loss(y, discriminator(x, training=True))
         optimizer.apply_gradients(zip(tape.gradient(loss, discriminator.trainable_variables),

@@ -26,8 +26,9 @@ TRAIN_OPTIONS = {
                          "root (its latest) or a trained run folder, for the same classes and images"),
     "--architecture": dict(choices=ARCHITECTURES, help="the networks; auto (the improved preset's) picks wn-conv for "
                            "grey images up to 32 pixels a side, conv-gap for colour or larger ones"),
-    "--augment": dict(choices=AUGMENTATIONS, help="shifts (digits) or photos (flips, shifts, colour, cut-out); auto "
-                      "(the improved preset's) picks shifts for grey images up to 32 pixels a side, photos otherwise"),
+    "--augment": dict(choices=AUGMENTATIONS, help="shifts (digits), photos (flips, shifts, colour, cut-out) or "
+                      "randaugment (as photos, with RandAugment for the pseudo-labels' student); auto (the improved "
+                      "preset's) picks shifts for grey images up to 32 pixels a side, photos otherwise"),
 }
 
 

@@ -191,7 +191,7 @@ def make_train_step(sgan: SGAN, config: TrainConfig, dist: distributed.Distribut
         step's forward passes), and the losses (and signals) to report."""
         return [v.value for v in moving_statistics] + list(losses.values()) if dist.size > 1 else []
 
-    def reference_updates(labeled_x, labeled_y, unlabeled_x, key):
+    def reference_updates(labeled_x, labeled_y, unlabeled_x, key, step):
         with tf.GradientTape() as tape:
             l_supervised = supervised_loss(labeled_y, discriminator(labeled_x, training=True))
         descend(dist, [(optimizers["supervised"], tape, l_supervised, discriminator.trainable_variables)])
@@ -209,7 +209,7 @@ def make_train_step(sgan: SGAN, config: TrainConfig, dist: distributed.Distribut
         return descend(dist, [(optimizers["generator"], tape, l_generator, generator.trainable_variables)],
                        worker_state(losses)), losses
 
-    def view(images, key, stream, strong=False):
+    def view(images, key, stream, strong=""):
         """This worker's slice of a photo augmentation drawn for the global batch (sgan.augment)."""
         choices = augment.draw(config.batch_size * dist.size, tuple(images.shape[1:3]), config.max_shift, strong,
                                tf.random.experimental.stateless_fold_in(key, stream))
@@ -217,19 +217,26 @@ def make_train_step(sgan: SGAN, config: TrainConfig, dist: distributed.Distribut
 
     def student(unlabeled_x, key):
         """The view of the unlabeled images that learns the confident predictions on `unlabeled_x`."""
-        if config.augment == "photos":
-            return view(unlabeled_x, key, 5, strong=True)
+        if config.augment in augment.STRONG:
+            return view(unlabeled_x, key, 5, augment.STRONG[config.augment])
         shifts = augment.random_shifts(config.batch_size * dist.size, config.max_shift,
                                        tf.random.experimental.stateless_fold_in(key, 2))
         return augment.translate(unlabeled_x, local(shifts))
 
-    def feature_matching_updates(labeled_x, labeled_y, unlabeled_x, key):
-        if config.augment == "photos":  # weak views: what the labels and the pseudo-labels' teacher see
+    def unsupervised_weight(step):
+        if not config.unsupervised_rampup:
+            return config.unsupervised_weight
+        return config.unsupervised_weight * tf.minimum(1.0, tf.cast(step, tf.float32) / config.unsupervised_rampup)
+
+    def feature_matching_updates(labeled_x, labeled_y, unlabeled_x, key, step):
+        if config.augment in augment.STRONG:  # weak views: what the labels and the pseudo-labels' teacher see
             labeled_x, unlabeled_x = view(labeled_x, key, 3), view(unlabeled_x, key, 4)
         with tf.GradientTape(persistent=True) as tape:
             images = [labeled_x, unlabeled_x]
             if config.pseudo_label_weight:
                 images.append(student(unlabeled_x, key))
+            if config.flip_targets:
+                images.append(tf.reverse(unlabeled_x, [2]))
             features, logits = features_and_logits(tf.concat(images, 0), training=True)
             features, logits = tf.split(features, len(images)), tf.split(logits, len(images))
             l_supervised = l_discriminator = supervised_loss(labeled_y, logits[0])
@@ -238,11 +245,12 @@ def make_train_step(sgan: SGAN, config: TrainConfig, dist: distributed.Distribut
                 fake_features, fake_logits = features_and_logits(generator(noise(key, 0), training=True),
                                                                  training=True)
                 l_unsupervised = unsupervised_loss(logits[1], fake_logits)
-                l_discriminator += config.unsupervised_weight * l_unsupervised
+                l_discriminator += unsupervised_weight(step) * l_unsupervised
                 l_generator = feature_matching_loss(features[1], fake_features)
             if config.pseudo_label_weight:
-                targets, weights, confidence = sgan.teacher(logits[1])
-                l_discriminator += config.pseudo_label_weight * pseudo_label_loss(targets, weights, logits[-1])
+                weak = mirrored_mean(logits[1], logits[3]) if config.flip_targets else logits[1]
+                targets, weights, confidence = sgan.teacher(weak)
+                l_discriminator += config.pseudo_label_weight * pseudo_label_loss(targets, weights, logits[2])
         updates = [(optimizers["discriminator"], tape, l_discriminator, discriminator.trainable_variables)]
         if config.gan:
             updates.append((optimizers["generator"], tape, l_generator, generator.trainable_variables))
@@ -261,16 +269,26 @@ def make_train_step(sgan: SGAN, config: TrainConfig, dist: distributed.Distribut
     @tf.function
     def train_step(labeled_x, labeled_y, unlabeled_x, step):
         key = tf.random.experimental.stateless_fold_in(tf.constant([config.seed, 0], tf.int64), step)
-        state, losses = updates(labeled_x, labeled_y, unlabeled_x, key)
+        state, losses = updates(labeled_x, labeled_y, unlabeled_x, key, step)
         if state:  # averaged across workers
             for variable, average in zip(moving_statistics, state):
                 variable.assign(average)
             losses = dict(zip(losses, state[len(moving_statistics):]))
+        decay = config.ema_decay
+        if config.ema_warmup:
+            decay = tf.minimum(decay, (1.0 + tf.cast(step, tf.float32)) / (10.0 + tf.cast(step, tf.float32)))
         for average, variable in averaged_pairs:
-            average.assign(config.ema_decay * average + (1.0 - config.ema_decay) * variable)
+            average.assign(decay * average + (1.0 - decay) * variable)
         return losses
 
     return train_step
+
+
+def mirrored_mean(logits, mirrored_logits):
+    """Logits whose softmax is the mean of both predictions' probabilities (targets read from an image and its
+    mirror)."""
+    both = tf.nn.softmax(tf.cast(tf.stack([logits, mirrored_logits]), tf.float32))
+    return tf.math.log(tf.reduce_mean(both, axis=0))
 
 
 def save_checkpoint(manager: tf.train.CheckpointManager, run_dir: Path, done: int):
