@@ -5,6 +5,7 @@ images. The test images are not read: they are for the final choice alone.
 
     python benchmarks/photo_levers.py --levers fixed adaptive --seeds 0 1 [--iterations 1500]
     python benchmarks/photo_levers.py --compare fixed adaptive      # pairs the recorded runs seed by seed
+    python benchmarks/photo_levers.py --table supervised fixed      # docs/benchmarks.md's rows, paired with these
 
 One JSON line per run, appended to benchmarks/results/photo_levers_runs.jsonl as it ends: validation accuracy, what
 the pseudo-labels taught (the share of unlabeled batches that taught, over the run and at its end; on the
@@ -69,9 +70,9 @@ def run(lever: str, seed: int, iterations: int) -> dict:
             "validation_right": "".join("1" if r else "0" for r in right)}
 
 
-def compare(a: str, b: str, lines: list):
-    """Seed by seed on the same validation images: each lever's accuracy, the images only one got right, and
-    McNemar's exact p."""
+def pairs(a: str, b: str, lines: list):
+    """Seed by seed on the same validation images: both runs, the images only one got right, and McNemar's exact
+    p."""
     from sgan.evaluation.paired import mcnemar_p
 
     runs = {(line["lever"], line["seed"], line["iterations"]): line for line in lines}
@@ -81,10 +82,37 @@ def compare(a: str, b: str, lines: list):
             continue
         x, y = (np.array([c == "1" for c in r["validation_right"]]) for r in (line, other))
         only_a, only_b = int((x & ~y).sum()), int((~x & y).sum())
-        p = mcnemar_p(only_a, only_b)
-        print(json.dumps({"seed": seed, "iterations": iterations, a: line["validation_accuracy"],
+        yield line, other, only_a, only_b, mcnemar_p(only_a, only_b)
+
+
+def compare(a: str, b: str, lines: list):
+    for line, other, only_a, only_b, p in pairs(a, b, lines):
+        print(json.dumps({"seed": line["seed"], "iterations": line["iterations"], a: line["validation_accuracy"],
                           b: other["validation_accuracy"], f"only_{a}": only_a, f"only_{b}": only_b,
                           "mcnemar_p": round(p, 4)}))
+
+
+def table(references: list, lines: list):
+    """Markdown rows: one a run, then each lever against each reference, seed by seed."""
+    def percent(value):
+        return "" if value is None else f"{100 * value:.1f}%"
+
+    print("| lever | seed | validation accuracy (by evaluation) | unlabeled batch that taught, mean over the run "
+          "| validation images that would teach | their accuracy | accuracy of the rest | training | commit |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for line in sorted(lines, key=lambda r: (list(LEVERS).index(r["lever"]), r["seed"])):
+        curve = " / ".join(percent(r["validation_accuracy"]) for r in line["curve"])
+        print(f"| `{line['lever']}` | {line['seed']} | {curve} | {percent(line.get('pseudo_label_rate_mean'))} "
+              f"| {percent(line.get('validation_pseudo_label_rate'))} "
+              f"| {percent(line.get('validation_pseudo_label_accuracy'))} "
+              f"| {percent(line.get('validation_left_out_accuracy'))} | {line['train_s']:.0f} s | {line['commit']} |")
+    print("\n| pair | seed | validation accuracy | right only with the lever | right only with the other | McNemar p |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for k, reference in enumerate(references):
+        for lever in (lever for lever in LEVERS if lever not in references[:k + 1]):
+            for line, other, only_a, only_b, p in pairs(lever, reference, lines):
+                print(f"| `{lever}` against `{reference}` | {line['seed']} | {percent(line['validation_accuracy'])} "
+                      f"against {percent(other['validation_accuracy'])} | {only_a} | {only_b} | {p:.3f} |")
 
 
 def main():
@@ -93,11 +121,14 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--iterations", type=int, default=1500)
     parser.add_argument("--compare", nargs=2, metavar=("A", "B"), choices=LEVERS)
+    parser.add_argument("--table", nargs="+", metavar="REFERENCE", choices=LEVERS)
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     lines = [json.loads(line) for line in args.results.read_text().splitlines()] if args.results.exists() else []
     if args.compare:
         return compare(*args.compare, lines)
+    if args.table:
+        return table(args.table, lines)
     done = {(line["lever"], line["seed"], line["iterations"]) for line in lines}
     for seed in args.seeds:  # a seed of every lever before the next seed: a cut-short series still pairs
         for lever in args.levers:
