@@ -70,6 +70,20 @@ def test_every_step_in_its_own_process(photos, tmp_path, monkeypatch, preset):
         server.wait(timeout=20)
 
 
+def test_randaugment_trains_from_the_command_line_and_an_unknown_augmentation_is_one_line(photos, tmp_path,
+                                                                                         monkeypatch):
+    monkeypatch.setenv("SGAN_CACHE_DIR", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    assert sgan("prepare", "--data", photos, "--run-dir", run).returncode == 0
+    result = sgan("train", "--run-dir", run, "--augment", "randaugment", "--iterations", 3, "--batch-size", 10)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((run / "config.json").read_text())["augment"] == "randaugment"
+    assert json.loads((run / "history.json").read_text())[-1]["step"] == 3
+    result = sgan("train", "--run-dir", tmp_path / "run", "--augment", "autoaugment")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "invalid choice: 'autoaugment'" in result.stderr
+
+
 def test_a_size_that_cannot_fit_in_memory_is_refused_before_training(photos, tmp_path, monkeypatch):
     monkeypatch.setenv("SGAN_CACHE_DIR", str(tmp_path / "cache"))
     run = tmp_path / "run"
