@@ -70,20 +70,24 @@ results["dense_weights_moved"] = float(tf.reduce_max(tf.abs(
 
 # ... and so does the discriminator's update under feature matching with pseudo-labels on shifted images (each
 # worker shifts its slice of the global batch as one worker would), with FreeMatch's adaptive threshold and
-# distribution alignment, whose running statistics both hold the same. The generator's feature matching compares
+# distribution alignment, whose running statistics both hold the same; and with the photo levers (RandAugment's
+# views, targets averaged over a mirror, a ramped real/fake term). The generator's feature matching compares
 # batch means, so its update is per worker, not global.
 fixmatch = dict(z_dim=16, algorithm="feature_matching", pseudo_label_weight=1.0, pseudo_label_mask="adaptive",
                 distribution_alignment=True)
-two_workers, one_worker = (dense_sgan(16, ("discriminator", "generator"), Teacher(10, "adaptive", align=True))
-                           for _ in range(2))
-step_two = make_train_step(two_workers, TrainConfig(batch_size=b, **fixmatch), dist)
-step_one = make_train_step(one_worker, TrainConfig(batch_size=2 * b, **fixmatch), distributed.Distribution())
-mine = slice(dist.rank * b, (dist.rank + 1) * b)
-step_two(labeled_x[mine], labeled_y[mine], unlabeled_x[mine], tf.constant(0, tf.int64))
-step_one(labeled_x[:2 * b], labeled_y[:2 * b], unlabeled_x[:2 * b], tf.constant(0, tf.int64))
-difference = flat(two_workers.discriminator.variables + [two_workers.teacher.confidence, two_workers.teacher.classes]) \
-    - flat(one_worker.discriminator.variables + [one_worker.teacher.confidence, one_worker.teacher.classes])
-results["pseudo_label_two_vs_one_worker_max_abs_diff"] = float(tf.reduce_max(tf.abs(difference)))
+levers = dict(augment="randaugment", flip_targets=True, unsupervised_rampup=4)
+for name, settings in (("pseudo_label", fixmatch), ("photo_levers", {**fixmatch, **levers})):
+    two_workers, one_worker = (dense_sgan(16, ("discriminator", "generator"), Teacher(10, "adaptive", align=True))
+                               for _ in range(2))
+    step_two = make_train_step(two_workers, TrainConfig(batch_size=b, **settings), dist)
+    step_one = make_train_step(one_worker, TrainConfig(batch_size=2 * b, **settings), distributed.Distribution())
+    mine = slice(dist.rank * b, (dist.rank + 1) * b)
+    step_two(labeled_x[mine], labeled_y[mine], unlabeled_x[mine], tf.constant(2, tf.int64))
+    step_one(labeled_x[:2 * b], labeled_y[:2 * b], unlabeled_x[:2 * b], tf.constant(2, tf.int64))
+    teachers = [[sgan.teacher.confidence, sgan.teacher.classes] for sgan in (two_workers, one_worker)]
+    difference = flat(two_workers.discriminator.variables + teachers[0]) \
+        - flat(one_worker.discriminator.variables + teachers[1])
+    results[f"{name}_two_vs_one_worker_max_abs_diff"] = float(tf.reduce_max(tf.abs(difference)))
 
 # 3. fp16 loss scaling: an inf on rank 1 alone makes both workers skip the step and halve the scale.
 weight = keras.Variable([1.0])

@@ -114,7 +114,8 @@ def randaugment(images, operations, magnitudes):
     grey = tf.reduce_sum(x * [0.299, 0.587, 0.114], axis=-1, keepdims=True)
     lowest = tf.reduce_min(x, axis=[1, 2], keepdims=True)
     spread = tf.reduce_max(x, axis=[1, 2], keepdims=True) - lowest
-    blurred = tf.nn.depthwise_conv2d(x, tf.tile(SMOOTH[..., None, None], [1, 1, x.shape[-1], 1]), [1] * 4, "SAME")
+    blurred = tf.nn.depthwise_conv2d(x, tf.tile(tf.constant(SMOOTH)[..., None, None], [1, 1, x.shape[-1], 1]),
+                                     [1] * 4, "SAME")
     pixels = tf.round(x * 255.0)
     levels = 2.0 ** (8.0 - tf.floor(v))  # posterize keeps floor(v) bits of 8
     results = {
@@ -136,7 +137,7 @@ def randaugment(images, operations, magnitudes):
     return out * 2.0 - 1.0
 
 
-SMOOTH = tf.constant([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13.0  # PIL's ImageFilter.SMOOTH
+SMOOTH = [[1 / 13, 1 / 13, 1 / 13], [1 / 13, 5 / 13, 1 / 13], [1 / 13, 1 / 13, 1 / 13]]  # PIL's ImageFilter.SMOOTH
 
 
 def equalize(x):
