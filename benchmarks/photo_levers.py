@@ -29,20 +29,22 @@ from photos import DATA, commit, cpu, pseudo_label_signal, record  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "photo_levers_runs.jsonl"
 LABELS, VALIDATION = 250, 1000
+DIGITS = {"pseudo_label_mask": "threshold", "unsupervised_weight": 1.0}  # the settings digits keep
 LEVERS = {  # name: the settings it changes on the improved preset (photos: conv-gap, the photo views)
     "supervised": {"gan": False, "pseudo_label_weight": 0.0},  # the labeled images alone: the baseline
-    "fixed": {},  # FixMatch's threshold at the preset's 0.98
-    "adaptive": {"pseudo_label_mask": "adaptive"},  # FreeMatch
-    "soft-aligned": {"pseudo_label_mask": "soft", "distribution_alignment": True},  # SoftMatch as published
-    "adaptive-aligned": {"pseudo_label_mask": "adaptive", "distribution_alignment": True},
+    "fixed": DIGITS,  # FixMatch's threshold at the preset's 0.98, the real/fake term at full weight
+    "adaptive": {**DIGITS, "pseudo_label_mask": "adaptive"},  # FreeMatch
+    "soft-aligned": {**DIGITS, "pseudo_label_mask": "soft", "distribution_alignment": True},  # SoftMatch as published
+    "adaptive-aligned": {**DIGITS, "pseudo_label_mask": "adaptive", "distribution_alignment": True},
     "adaptive-no-gan": {"pseudo_label_mask": "adaptive", "gan": False},
-    "adaptive-gan-0.3": {"pseudo_label_mask": "adaptive", "unsupervised_weight": 0.3},  # a smaller real/fake term
-    "adaptive-gan-ramp": {"pseudo_label_mask": "adaptive", "unsupervised_rampup": 1000},  # ... rising from 0
-    "adaptive-randaugment": {"pseudo_label_mask": "adaptive", "augment": "randaugment"},  # FixMatch's strong view
-    "adaptive-ema-warmup": {"pseudo_label_mask": "adaptive", "ema_warmup": True},  # an average without its start
-    "adaptive-flip": {"pseudo_label_mask": "adaptive", "flip_targets": True},  # targets of an image and its mirror
-    "adaptive-all": {"pseudo_label_mask": "adaptive", "unsupervised_rampup": 1000, "augment": "randaugment",
-                     "ema_warmup": True, "flip_targets": True},
+    "adaptive-gan-0.3": {"pseudo_label_mask": "adaptive", "unsupervised_weight": 0.3},  # a smaller real/fake term:
+    # the photo default (sgan.config.AUTO)
+    "adaptive-gan-ramp": {**DIGITS, "pseudo_label_mask": "adaptive", "unsupervised_rampup": 1000},  # rising from 0
+    "adaptive-randaugment": {**DIGITS, "pseudo_label_mask": "adaptive", "augment": "randaugment"},  # FixMatch's view
+    "adaptive-ema-warmup": {**DIGITS, "pseudo_label_mask": "adaptive", "ema_warmup": True},  # no random start
+    "adaptive-flip": {**DIGITS, "pseudo_label_mask": "adaptive", "flip_targets": True},  # an image and its mirror
+    "adaptive-all": {**DIGITS, "pseudo_label_mask": "adaptive", "unsupervised_rampup": 1000,
+                     "augment": "randaugment", "ema_warmup": True, "flip_targets": True},
 }
 
 

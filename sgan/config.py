@@ -9,7 +9,7 @@ PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 ALGORITHMS = ("reference", "feature_matching")
 ARCHITECTURES = ("conv", "mlp", "wn-conv", "conv-gap", "auto")  # see sgan.models.networks; auto: see for_images
 AUGMENTATIONS = ("shifts", "photos", "randaugment", "auto")  # see sgan.data.augment; auto: see for_images
-PSEUDO_LABEL_MASKS = ("threshold", "adaptive", "soft")  # see sgan.models.pseudo_labels
+PSEUDO_LABEL_MASKS = ("threshold", "adaptive", "soft", "auto")  # see sgan.models.pseudo_labels; auto: for_images
 POSITIVE = ("iterations", "batch_size", "learning_rate", "z_dim", "checkpoint_every", "log_every", "eval_every")
 
 
@@ -43,14 +43,14 @@ class TrainConfig:
     pseudo_label_weight: float = 0.0  # > 0: FixMatch term on unlabeled images (feature_matching; sgan.models.losses)
     pseudo_label_threshold: float = 0.95  # ... counting only predictions at least this confident
     pseudo_label_mask: str = "threshold"  # ... that confident (threshold) | FreeMatch's adaptive threshold
-    # (adaptive) | SoftMatch's Gaussian weight on confidence (soft): sgan.models.pseudo_labels
+    # (adaptive) | SoftMatch's Gaussian weight on confidence (soft): sgan.models.pseudo_labels | auto (by shape)
     distribution_alignment: bool = False  # ... on probabilities divided by their running class means (ReMixMatch)
     flip_targets: bool = False  # ... whose targets average the teacher's probabilities on the image and its mirror
     max_shift: int = 2  # ... whose targets are learnt on copies shifted by up to this many pixels
     augment: str = "shifts"  # shifts (digits) | photos (flips, shifts, colour, cut-out) | randaugment (photos' weak
     # view, RandAugment's strong one) | auto (by shape): sgan.data.augment
     warm_start: str = ""  # a trained model's folder whose weights the run starts from (sgan.training.warm)
-    unsupervised_weight: float = 1.0  # the real/fake term's weight in D's loss (feature_matching)
+    unsupervised_weight: float | str = 1.0  # the real/fake term's weight in D's loss (feature_matching) | auto
     unsupervised_rampup: int = 0  # ... reached linearly over this many iterations, from 0
     gan: bool = True  # False: no generator and no real/fake term, to measure what the GAN adds (feature_matching)
 
@@ -69,8 +69,10 @@ class TrainConfig:
             raise UserError(f"decay_from={self.decay_from} must be in [0, 1]")
         if not 0 <= self.ema_decay < 1:
             raise UserError(f"ema_decay={self.ema_decay} must be in [0, 1)")
+        if self.unsupervised_weight != "auto" and not isinstance(self.unsupervised_weight, (int, float)):
+            raise UserError(f"unsupervised_weight={self.unsupervised_weight!r} must be a number or 'auto'")
         if min(self.input_noise, self.hidden_noise, self.validation, self.pseudo_label_weight, self.max_shift,
-               self.time_budget, self.unsupervised_weight) < 0:
+               self.time_budget, 0 if self.unsupervised_weight == "auto" else self.unsupervised_weight) < 0:
             raise UserError("input_noise, hidden_noise, validation, pseudo_label_weight, max_shift, time_budget and "
                             "unsupervised_weight must be >= 0")
         if not 0 < self.pseudo_label_threshold <= 1:
@@ -83,7 +85,8 @@ class TrainConfig:
                               ("augment", AUGMENTATIONS), ("pseudo_label_mask", PSEUDO_LABEL_MASKS)):
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name}={getattr(self, name)!r} must be one of {', '.join(allowed)}")
-        if not self.pseudo_label_weight and (self.pseudo_label_mask != "threshold" or self.distribution_alignment
+        if not self.pseudo_label_weight and (self.pseudo_label_mask not in ("threshold", "auto")
+                                             or self.distribution_alignment
                                              or self.flip_targets):
             raise UserError(f"pseudo_label_mask={self.pseudo_label_mask!r}, distribution_alignment="
                             f"{self.distribution_alignment} and flip_targets={self.flip_targets} shape the "
@@ -112,7 +115,7 @@ PRESETS = {
         iterations=10000, batch_size=100, learning_rate=3e-3, beta_1=0.5, decay_from=0.5,
         algorithm="feature_matching", architecture="auto", input_noise=0.3, hidden_noise=0.5, ema_decay=0.999,
         balanced_labeled=True, validation=5000, pseudo_label_weight=1.0, pseudo_label_threshold=0.98, augment="auto",
-        checkpoint_every=1000, log_every=100, eval_every=500,
+        pseudo_label_mask="auto", unsupervised_weight="auto", checkpoint_every=1000, log_every=100, eval_every=500,
     ),
 }
 
@@ -126,18 +129,26 @@ PRESET_HELP = ("improved (default): feature matching with a weight-normalised co
                "the baseline to compare with")
 
 
+# What `auto` becomes. Digits: what reaches 98.5% on MNIST with 100 labels. Photos: a network whose weights do not
+# grow with the image's area, FixMatch's views, FreeMatch's adaptive threshold and a smaller real/fake term, which
+# beat the digits' settings on photos (docs/benchmarks.md, "Photos": pseudo-label levers, on validation images).
+AUTO = {
+    "digits": {"architecture": "wn-conv", "augment": "shifts", "pseudo_label_mask": "threshold",
+               "unsupervised_weight": 1.0},
+    "photos": {"architecture": "conv-gap", "augment": "photos", "pseudo_label_mask": "adaptive",
+               "unsupervised_weight": 0.3},
+}
+
+
 def for_images(config: TrainConfig, image_shape: tuple) -> TrainConfig:
-    """`auto` made concrete for these images (and written so to config.json). Grey images up to 32 pixels a side
-    (digits) get the weight-normalised conv discriminator and MLP generator that reach 98.5% on MNIST, and shifted
-    copies for the pseudo-labels; colour or larger images (photos) get conv-gap, whose weights do not grow with the
-    image's area, and the photo augmentations. `--architecture` and `--augment` override them."""
+    """`auto` made concrete for these images (and written so to config.json): grey images up to 32 pixels a side
+    are digits, colour or larger images photos (AUTO). `--architecture` and `--augment` override them."""
     height, width, channels = image_shape
-    digits = channels == 1 and max(height, width) <= 32
-    if config.architecture == "auto":
-        config = dataclasses.replace(config, architecture="wn-conv" if digits else "conv-gap")
-    if config.augment == "auto":
-        config = dataclasses.replace(config, augment="shifts" if digits else "photos")
-    return config
+    chosen = AUTO["digits" if channels == 1 and max(height, width) <= 32 else "photos"]
+    auto = {name: value for name, value in chosen.items() if getattr(config, name) == "auto"}
+    if "pseudo_label_mask" in auto and not config.pseudo_label_weight:
+        auto["pseudo_label_mask"] = "threshold"  # no pseudo-labels: nothing to mask
+    return dataclasses.replace(config, **auto) if auto else config
 
 
 def preset(name: str, **overrides) -> TrainConfig:

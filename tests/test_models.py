@@ -148,7 +148,7 @@ def test_the_teachers_threshold_adaptive_soft_and_aligned():
 
 
 def test_pseudo_label_settings_that_contradict_each_other_are_refused():
-    with pytest.raises(UserError, match="pseudo_label_mask='often' must be one of threshold, adaptive, soft"):
+    with pytest.raises(UserError, match="pseudo_label_mask='often' must be one of threshold, adaptive, soft, auto"):
         preset("improved", pseudo_label_mask="often")
     with pytest.raises(UserError, match="they need pseudo_label_weight > 0"):
         preset("improved", pseudo_label_weight=0.0, pseudo_label_mask="soft")
@@ -332,5 +332,12 @@ def test_augmentations_follow_the_data_and_digits_keep_shifts():
     assert for_images(improved, (32, 32, 3)).augment == "photos"
     assert for_images(improved, (64, 64, 1)).augment == "photos"
     assert for_images(preset("improved", augment="shifts"), (32, 32, 3)).augment == "shifts"
+    digits, photos = for_images(improved, (28, 28, 1)), for_images(improved, (32, 32, 3))
+    assert (digits.pseudo_label_mask, digits.unsupervised_weight) == ("threshold", 1.0)  # what make run measures
+    assert (photos.pseudo_label_mask, photos.unsupervised_weight) == ("adaptive", 0.3)
+    assert for_images(preset("improved", pseudo_label_weight=0.0), (32, 32, 3)).pseudo_label_mask == "threshold"
+    assert for_images(preset("improved", unsupervised_weight=0.5), (32, 32, 3)).unsupervised_weight == 0.5
+    with pytest.raises(UserError, match="unsupervised_weight='half' must be a number or 'auto'"):
+        preset("improved", unsupervised_weight="half")
     with pytest.raises(UserError, match="augment='mirror' must be one of shifts, photos, randaugment, auto"):
         preset("improved", augment="mirror")

@@ -38,6 +38,7 @@ def test_every_step_in_its_own_process(photos, tmp_path, monkeypatch, preset):
     assert config["batch_size"] == 10
     assert config["architecture"] == {"improved": "conv-gap", "seed": "conv"}[preset]  # colour: chosen by shape
     assert config["augment"] == {"improved": "photos", "seed": "shifts"}[preset]
+    assert config["pseudo_label_mask"] == {"improved": "adaptive", "seed": "threshold"}[preset]
 
     for step in ("evaluate", "export"):
         result = sgan(step, "--run-dir", run)

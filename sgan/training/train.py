@@ -174,6 +174,7 @@ def descend(dist: distributed.Distribution, updates: list, also: list = ()) -> l
 
 def make_train_step(sgan: SGAN, config: TrainConfig, dist: distributed.Distribution):
     generator, discriminator = sgan.generator, sgan.discriminator
+    config = for_images(config, tuple(discriminator.input_shape[1:]))
     moving_statistics = sgan.moving_statistics()
     optimizers = sgan.optimizers
 
