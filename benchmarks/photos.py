@@ -8,7 +8,8 @@ image) and `test/<class>/`, as PNG files. For each label count, one JSON line: t
 supervised-only baseline's, logistic regression on the labeled images' raw pixels, whether `latest` moved to the
 new model, the flow's wall time, the training iterations the time budget chose, what the pseudo-labels taught
 (the fraction of unlabeled images above the threshold, their accuracy on the validation split), the largest
-process's peak memory and the CPU. Lines are appended to --results; a label count already recorded there is skipped.
+process's peak memory and the CPU. Lines are appended to --results; a label count already recorded there at the
+same photo settings (`sgan.config.AUTO`) is skipped.
 """
 
 import argparse
@@ -22,6 +23,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from sgan.config import AUTO
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "cifar10-subset" / "cifar10_subset.npz"
@@ -101,7 +104,7 @@ def run_flow(folder: Path, out: Path) -> dict:
                              "--output-root", str(out / "pipeline")], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - started
     (out / "pipeline.log").write_text(result.stdout + result.stderr)
-    if result.returncode not in (0, 2):  # 2: the model was published but not promoted, which is a result too
+    if result.returncode not in (0, 3):  # 3: the model was published but not promoted, which is a result too
         sys.exit(f"sgan pipeline failed (exit {result.returncode}): {out / 'pipeline.log'}")
     summary = {"exit_code": result.returncode, "flow_wall_s": round(wall, 1),
                "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 1e9, 2)}
@@ -117,7 +120,9 @@ def run_flow(folder: Path, out: Path) -> dict:
             "published_as_latest": latest.is_dir() and (latest / "metrics.json").read_text()
             == (run / "metrics.json").read_text(),
             "iterations": config["iterations"], "architecture": config["architecture"],
-            "augment": config["augment"], "train_s": history[-1]["seconds"], **pseudo_label_signal(history)}
+            "augment": config["augment"], "pseudo_label_mask": config["pseudo_label_mask"],
+            "unsupervised_weight": config["unsupervised_weight"], "train_s": history[-1]["seconds"],
+            **pseudo_label_signal(history)}
 
 
 def pseudo_label_signal(history: list) -> dict:
@@ -143,15 +148,15 @@ def main():
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "photos.jsonl")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    done = {json.loads(line)["labels"] for line in args.results.read_text().splitlines()} \
-        if args.results.exists() else set()
+    lines = [json.loads(line) for line in args.results.read_text().splitlines()] if args.results.exists() else []
+    done = {line["labels"] for line in lines if line.get("photo_auto") == AUTO["photos"]}  # measured at these settings
     arrays = dict(np.load(args.data, allow_pickle=False))
     for labels in (n for n in args.labels if n not in done):
         out = args.out / f"labels-{labels}"
         folder = write_folder(arrays, labels, args.out)
         line = {"labels": labels, "unlabeled": len(arrays["x_train"]) - labels, "test": len(arrays["x_test"]),
                 **run_flow(folder, out), "pixel_logistic_regression": round(pixel_logistic_regression(arrays, labels), 4),
-                "cpu": cpu(), "date": time.strftime("%Y-%m-%d"), "commit": commit(),
+                "photo_auto": AUTO["photos"], "cpu": cpu(), "date": time.strftime("%Y-%m-%d"), "commit": commit(),
                 "command": f"python benchmarks/photos.py --labels {labels}"}
         record(line, args.results)
 
