@@ -80,7 +80,7 @@ def test_randaugment_trains_from_the_command_line_and_an_unknown_augmentation_is
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((run / "config.json").read_text())["augment"] == "randaugment"
     assert json.loads((run / "history.json").read_text())[-1]["step"] == 3
-    result = sgan("train", "--run-dir", tmp_path / "run", "--augment", "autoaugment")
+    result = sgan("train", "--run-dir", run, "--augment", "autoaugment")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "invalid choice: 'autoaugment'" in result.stderr
 

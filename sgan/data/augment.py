@@ -25,6 +25,7 @@ OPERATIONS = {"identity": (0, 1), "autocontrast": (0, 1), "equalize": (0, 1), "b
               "solarize": (0, 256), "rotate": (-30, 30), "shear_x": (-0.3, 0.3), "shear_y": (-0.3, 0.3),
               "translate_x": (-0.3, 0.3), "translate_y": (-0.3, 0.3)}
 RANDAUGMENT_OPERATIONS = 2
+SMOOTH = [[1 / 13, 1 / 13, 1 / 13], [1 / 13, 5 / 13, 1 / 13], [1 / 13, 1 / 13, 1 / 13]]  # PIL's ImageFilter.SMOOTH
 
 
 def random_shifts(n: int, max_shift: int, seed):
@@ -61,6 +62,7 @@ def draw(n: int, image_size: tuple, max_shift: int, strong: str, seed) -> dict:
     if strong == "colour":
         u = tf.random.stateless_uniform((n, 3), seeds[2], -1.0, 1.0)
         choices["colour"] = u * [BRIGHTNESS, CONTRAST, SATURATION] + [0.0, 1.0, 1.0]
+        choices["cutout_side"] = tf.fill((n,), min(image_size) / 2)
     elif strong == "randaugment":
         shape, more = (n, RANDAUGMENT_OPERATIONS), tf.unstack(tf.random.experimental.stateless_split(seeds[2], 3))
         choices["operations"] = tf.random.stateless_uniform(shape, more[0], 0, len(OPERATIONS), tf.int32)
@@ -79,8 +81,7 @@ def view(images, choices: dict):
         for k in range(RANDAUGMENT_OPERATIONS):
             images = randaugment(images, choices["operations"][:, k], choices["magnitudes"][:, k])
     if "cutout" in choices:
-        side = choices.get("cutout_side", tf.fill(tf.shape(choices["cutout"])[:1], min(images.shape[1:3]) / 2))
-        images = cut_out(images, choices["cutout"], side)
+        images = cut_out(images, choices["cutout"], choices["cutout_side"])
     return images
 
 
@@ -135,9 +136,6 @@ def randaugment(images, operations, magnitudes):
         out = tf.where(chosen == names.index(name), result, out)
     out = transform(tf.clip_by_value(out, 0.0, 1.0), affine(operations, values, names, x.shape[1], x.shape[2]))
     return out * 2.0 - 1.0
-
-
-SMOOTH = [[1 / 13, 1 / 13, 1 / 13], [1 / 13, 5 / 13, 1 / 13], [1 / 13, 1 / 13, 1 / 13]]  # PIL's ImageFilter.SMOOTH
 
 
 def equalize(x):
